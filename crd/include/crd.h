@@ -1,0 +1,33 @@
+/* libcrd entry points: what the crd CLI (and later the node agent) calls. */
+#ifndef CRD_CRD_H
+#define CRD_CRD_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+enum crd_freezer {
+	FREEZER_PTRACE,
+	FREEZER_CGROUP,
+};
+
+struct dump_opts {
+	pid_t pid;		/* root of the tree */
+	const char *dir;	/* image directory, must exist */
+	bool leave_running;
+	enum crd_freezer freezer;
+};
+
+struct restore_opts {
+	const char *dir;
+	bool detach;		/* print the root PID and exit, leaving the tree running */
+	bool pidns;		/* restore into a new PID namespace */
+};
+
+/* Each returns 0 or -errno, after logging what went wrong. */
+int cr_dump(const struct dump_opts *opts);
+/* Without detach: waits for the root and returns its exit status (>= 0). */
+int cr_restore(const struct restore_opts *opts);
+int cr_check(void);
+int cr_show(const char *path);
+
+#endif

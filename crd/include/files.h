@@ -1,0 +1,57 @@
+/*
+ * File descriptors, both sides.
+ *
+ * Dump: every fd of every process is resolved to an open file description
+ * (FileEntry, shared when processes or fds share one, found with kcmp) and, for
+ * pipes, the pipe itself (PipeEntry, with the bytes in its buffer).
+ *
+ * Restore: the orchestrator opens every description once, before any process
+ * of the tree exists, at fds >= base; the processes inherit them, and each
+ * dup2()s its own into place.  Everything restore-internal lives at >= base and
+ * the restorer blob closes that range last, so the tree sees exactly its fds.
+ */
+#ifndef CRD_FILES_H
+#define CRD_FILES_H
+
+#include <sys/types.h>
+
+#include "crd.pb-c.h"
+
+struct file_table;
+
+struct file_table *file_table_new(void);
+void file_table_free(struct file_table *ft);
+
+/*
+ * Collect the fds of process pid (stopped, part of the dumped tree) into
+ * te->fds / n_fds, adding the descriptions and pipes it uses to ft.  An fd of
+ * a kind crd can't dump yet is a clear error naming pid, fd and what it is.
+ */
+int dump_task_fds(struct file_table *ft, pid_t pid, Crd__TaskEntry *te);
+
+/* Point inv->files and inv->pipes at what ft collected (ft still owns them). */
+int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv);
+
+struct fd_restore;
+
+/*
+ * Orchestrator, before creating the tree: check that every file exists as
+ * dumped (regular files: size unchanged, else a clear error naming the file),
+ * open every description and create every pipe (with its buffered data) at
+ * fds >= base.  Returns 0 or -errno.
+ */
+int fdr_prepare(const Crd__Inventory *inv, int base, struct fd_restore **out);
+
+/* One past the highest fd fdr_prepare() used. */
+int fdr_end(const struct fd_restore *fr);
+
+/*
+ * In a restored process (after fork, before the restorer blob): give it
+ * exactly the fds of te, with their close-on-exec flags, and close every other
+ * fd below base.  fds >= base stay open for the restore's own use.
+ */
+int fdr_install(const struct fd_restore *fr, const Crd__TaskEntry *te, int base);
+
+void fdr_free(struct fd_restore *fr);
+
+#endif

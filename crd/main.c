@@ -1,0 +1,168 @@
+/* crd: the command line front end of libcrd. */
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crd.h"
+#include "log.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage:\n"
+		"  crd dump -t PID -D DIR [--leave-running] [--freezer=ptrace|cgroup]\n"
+		"  crd restore -D DIR [--detach] [--pidns]\n"
+		"  crd check\n"
+		"  crd show FILE|DIR\n"
+		"Common options:\n"
+		"  -v, --verbose      more log output (repeat for debug)\n"
+		"  -o, --log-file F   log to F instead of stderr\n"
+		"  -h, --help         this text\n");
+}
+
+enum {
+	OPT_LEAVE_RUNNING = 256,
+	OPT_FREEZER,
+	OPT_DETACH,
+	OPT_PIDNS,
+};
+
+static const struct option long_opts[] = {
+	{ "tree", required_argument, NULL, 't' },
+	{ "images-dir", required_argument, NULL, 'D' },
+	{ "leave-running", no_argument, NULL, OPT_LEAVE_RUNNING },
+	{ "freezer", required_argument, NULL, OPT_FREEZER },
+	{ "detach", no_argument, NULL, OPT_DETACH },
+	{ "pidns", no_argument, NULL, OPT_PIDNS },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "log-file", required_argument, NULL, 'o' },
+	{ "help", no_argument, NULL, 'h' },
+	{ },
+};
+
+struct cli {
+	struct dump_opts dump;
+	struct restore_opts restore;
+	int verbose;
+	const char *log_file;
+};
+
+static int parse_opts(int argc, char **argv, struct cli *c)
+{
+	long val;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "t:D:vo:h", long_opts, NULL)) != -1) {
+		switch (opt) {
+		case 't':
+			if (parse_int(optarg, &val) || val <= 0) {
+				fprintf(stderr, "crd: bad PID '%s'\n", optarg);
+				return -1;
+			}
+			c->dump.pid = val;
+			break;
+		case 'D':
+			c->dump.dir = c->restore.dir = optarg;
+			break;
+		case OPT_LEAVE_RUNNING:
+			c->dump.leave_running = true;
+			break;
+		case OPT_FREEZER:
+			if (!strcmp(optarg, "ptrace"))
+				c->dump.freezer = FREEZER_PTRACE;
+			else if (!strcmp(optarg, "cgroup"))
+				c->dump.freezer = FREEZER_CGROUP;
+			else {
+				fprintf(stderr, "crd: --freezer takes ptrace or cgroup\n");
+				return -1;
+			}
+			break;
+		case OPT_DETACH:
+			c->restore.detach = true;
+			break;
+		case OPT_PIDNS:
+			c->restore.pidns = true;
+			break;
+		case 'v':
+			c->verbose++;
+			break;
+		case 'o':
+			c->log_file = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int open_log(const struct cli *c)
+{
+	int fd = STDERR_FILENO;
+
+	if (c->log_file) {
+		fd = open(c->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			fprintf(stderr, "crd: can't open log file %s: %m\n", c->log_file);
+			return -1;
+		}
+	}
+	log_init(LOG_WARN + c->verbose, fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = { };
+	const char *cmd;
+	int ret;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (parse_opts(argc - 1, argv + 1, &c) || open_log(&c))
+		return 2;
+
+	if (!strcmp(cmd, "dump")) {
+		if (!c.dump.pid || !c.dump.dir) {
+			fprintf(stderr, "crd dump: -t PID and -D DIR are required\n");
+			return 2;
+		}
+		ret = cr_dump(&c.dump);
+	} else if (!strcmp(cmd, "restore")) {
+		if (!c.restore.dir) {
+			fprintf(stderr, "crd restore: -D DIR is required\n");
+			return 2;
+		}
+		ret = cr_restore(&c.restore);
+		if (ret >= 0)
+			return ret;	/* the root's exit status, or 0 with --detach */
+	} else if (!strcmp(cmd, "check")) {
+		ret = cr_check();
+	} else if (!strcmp(cmd, "show")) {
+		if (optind + 1 >= argc) {
+			fprintf(stderr, "crd show: FILE or DIR is required\n");
+			return 2;
+		}
+		ret = cr_show(argv[optind + 1]);
+	} else {
+		fprintf(stderr, "crd: unknown command '%s'\n", cmd);
+		usage(stderr);
+		return 2;
+	}
+	return ret ? 1 : 0;
+}
