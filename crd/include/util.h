@@ -7,7 +7,9 @@
 #include <sys/uio.h>
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#ifndef PAGE_SIZE
 #define PAGE_SIZE	4096UL
+#endif
 #define PAGE_ALIGN(x)	(((x) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
 
 /* Full reads and writes; return bytes done (short only at EOF) or -errno. */

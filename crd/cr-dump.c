@@ -1,0 +1,209 @@
+/*
+ * crd dump: freeze a process tree, write its images, then kill it or let it
+ * run on.  Every failure releases the tree exactly as it was found and removes
+ * what was written: a directory holds a dump only once inventory.img, written
+ * last, is there.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cr-dump.h"
+#include "files.h"
+#include "image.h"
+#include "log.h"
+#include "util.h"
+
+#define PME_PFN_MASK	((1ULL << 55) - 1)
+
+/* The PFN of the shared zero page, to skip never-written anonymous pages. */
+static int find_zero_pfn(uint64_t *pfn)
+{
+	volatile char *p;
+	uint64_t e = 0;
+	int fd, ret = 0;
+
+	p = mmap(NULL, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	(void)p[0];
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pread_all(fd, &e, 8, (uint64_t)p / PAGE_SIZE * 8) != 8)
+		ret = -EIO;
+	if (fd >= 0)
+		close(fd);
+	munmap((void *)p, PAGE_SIZE);
+	*pfn = e & PME_PFN_MASK;
+	if (!ret && !*pfn) {
+		pr_err("pagemap shows no PFNs: crd dump needs root\n");
+		ret = -EPERM;
+	}
+	return ret;
+}
+
+static int dump_one_task(struct dump_ctx *ctx, struct dtask *t)
+{
+	struct arena *a = &ctx->arena;
+	Crd__TaskEntry *te;
+	char name[64];
+	size_t i;
+	int ret;
+
+	te = t->te = arena_alloc(a, sizeof(*te));
+	if (!te)
+		return -ENOMEM;
+	crd__task_entry__init(te);
+	te->pid = t->pid;
+	te->mm = arena_alloc(a, sizeof(*te->mm));
+	te->threads = arena_alloc(a, t->nr_threads * sizeof(*te->threads));
+	if (!te->mm || !te->threads)
+		return -ENOMEM;
+	crd__mm_entry__init(te->mm);
+	/* the leader first: restore builds the other threads from it */
+	for (i = 0; i < t->nr_threads; i++)
+		if (t->threads[i].tid == t->pid && i) {
+			struct dthread tmp = t->threads[0];
+
+			t->threads[0] = t->threads[i];
+			t->threads[i] = tmp;
+		}
+	for (i = 0; i < t->nr_threads; i++) {
+		Crd__ThreadEntry *e = arena_alloc(a, sizeof(*e));
+
+		if (!e)
+			return -ENOMEM;
+		crd__thread_entry__init(e);
+		te->threads[te->n_threads++] = e;
+		ret = dump_thread_regs(ctx, t, &t->threads[i], e);
+		if (ret)
+			return ret;
+	}
+	ret = dump_pending(a, t->pid, true, &te->shared_pending, &te->n_shared_pending);
+	if (!ret)
+		ret = dump_task_fds(ctx->ft, t->pid, te);
+	if (!ret)
+		ret = dump_task_state(ctx, t);
+	if (!ret)
+		ret = dump_task_mem(ctx, t);
+	if (ret)
+		return ret;
+	img_task_name(name, sizeof(name), t->pid);
+	return img_write_msg(ctx->dirfd, name, IMG_TASK, &te->base);
+}
+
+static int write_inventory(struct dump_ctx *ctx)
+{
+	struct arena *a = &ctx->arena;
+	Crd__Inventory inv = CRD__INVENTORY__INIT;
+	struct utsname u;
+	struct timespec ts;
+	struct stat st;
+	char path[64];
+	size_t i;
+	int ret;
+
+	inv.format_version = IMG_VERSION;
+	inv.root_pid = ctx->opts->pid;
+	inv.tasks = arena_alloc(a, ctx->nr_tasks * sizeof(*inv.tasks));
+	if (!inv.tasks)
+		return -ENOMEM;
+	for (i = 0; i < ctx->nr_tasks; i++) {
+		struct dtask *t = &ctx->tasks[i];
+		Crd__PstreeEntry *e = arena_alloc(a, sizeof(*e));
+		size_t j;
+
+		if (!e)
+			return -ENOMEM;
+		crd__pstree_entry__init(e);
+		e->pid = t->pid;
+		e->ppid = t->ppid;
+		e->pgid = t->pgid;
+		e->sid = t->sid;
+		e->threads = arena_alloc(a, t->nr_threads * sizeof(*e->threads));
+		if (!e->threads)
+			return -ENOMEM;
+		for (j = 0; j < t->nr_threads; j++)
+			e->threads[e->n_threads++] = t->threads[j].tid;
+		inv.tasks[inv.n_tasks++] = e;
+	}
+	ret = file_table_fill_inventory(ctx->ft, &inv);
+	if (ret)
+		return ret;
+	if (!uname(&u)) {
+		inv.hostname = arena_strdup(a, u.nodename);
+		inv.kernel = arena_strdup(a, u.release);
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	inv.has_dump_time_ns = true;
+	inv.dump_time_ns = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	snprintf(path, sizeof(path), "/proc/%d", ctx->opts->pid);
+	if (!stat(path, &st)) {
+		inv.has_dump_uid = true;
+		inv.dump_uid = st.st_uid;
+	}
+	return img_write_msg(ctx->dirfd, IMG_INVENTORY_NAME, IMG_INVENTORY, &inv.base);
+}
+
+/* A failed dump leaves no images behind that could pass for a dump. */
+static void remove_images(struct dump_ctx *ctx)
+{
+	char name[64];
+	size_t i;
+
+	unlinkat(ctx->dirfd, IMG_INVENTORY_NAME, 0);
+	for (i = 0; i < ctx->nr_tasks; i++) {
+		img_task_name(name, sizeof(name), ctx->tasks[i].pid);
+		unlinkat(ctx->dirfd, name, 0);
+		img_pages_name(name, sizeof(name), ctx->tasks[i].pid);
+		unlinkat(ctx->dirfd, name, 0);
+	}
+}
+
+int cr_dump(const struct dump_opts *opts)
+{
+	struct dump_ctx ctx = { .opts = opts, .dirfd = -1 };
+	size_t i;
+	int ret;
+
+	ctx.dirfd = open(opts->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ctx.dirfd < 0) {
+		ret = -errno;
+		pr_perror("can't open the image directory %s", opts->dir);
+		return ret;
+	}
+	ret = find_zero_pfn(&ctx.zero_pfn);
+	if (ret)
+		goto out;
+	ctx.ft = file_table_new();
+	if (!ctx.ft) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = freeze_tree(&ctx);
+	if (ret)
+		goto release;
+	pr_info("frozen %zu processes of tree %d\n", ctx.nr_tasks, opts->pid);
+	for (i = 0; i < ctx.nr_tasks && !ret; i++)
+		ret = dump_one_task(&ctx, &ctx.tasks[i]);
+	if (!ret)
+		ret = write_inventory(&ctx);
+	if (ret) {
+		pr_err("dump of tree %d failed; it keeps running\n", opts->pid);
+		remove_images(&ctx);
+	}
+release:
+	release_tree(&ctx, !ret && !opts->leave_running);
+out:
+	if (ctx.ft)
+		file_table_free(ctx.ft);
+	close(ctx.dirfd);
+	arena_free(&ctx.arena);
+	return ret;
+}

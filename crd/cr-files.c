@@ -1,0 +1,598 @@
+/*
+ * File descriptors (API in files.h).
+ *
+ * Dump: each fd is resolved to its open file description; fds sharing one
+ * (found with kcmp among candidates on the same inode) share a FileEntry.
+ * Pipe buffers are copied with tee(), which leaves the data in the pipe.
+ *
+ * Restore: every description is opened once in the orchestrator, at fds >=
+ * base, before the tree exists; the processes inherit them all and dup2()
+ * their own into place, so descriptions (and file offsets) are shared exactly
+ * as they were.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <linux/kcmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "files.h"
+#include "log.h"
+#include "util.h"
+
+struct ft_file {
+	Crd__FileEntry *e;
+	pid_t pid;		/* one (pid, fd) holding the description, for kcmp */
+	int fd;
+	dev_t dev;
+	ino_t ino;
+};
+
+struct file_table {
+	struct arena a;
+	struct ft_file *files;
+	size_t n_files, cap_files;
+	Crd__FileEntry **entries;
+	size_t cap_entries;
+	Crd__PipeEntry **pipes;
+	size_t n_pipes, cap_pipes;
+};
+
+struct file_table *file_table_new(void)
+{
+	return calloc(1, sizeof(struct file_table));
+}
+
+void file_table_free(struct file_table *ft)
+{
+	arena_free(&ft->a);
+	free(ft);
+}
+
+static int kcmp_file(pid_t p1, pid_t p2, int fd1, int fd2)
+{
+	return syscall(SYS_kcmp, p1, p2, KCMP_FILE, fd1, fd2);
+}
+
+static struct ft_file *find_desc(struct file_table *ft, pid_t pid, int fd,
+				 const struct stat *st)
+{
+	size_t i;
+
+	for (i = 0; i < ft->n_files; i++) {
+		struct ft_file *f = &ft->files[i];
+
+		if (f->dev == st->st_dev && f->ino == st->st_ino &&
+		    !kcmp_file(pid, f->pid, fd, f->fd))
+			return f;
+	}
+	return NULL;
+}
+
+static int parse_fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
+{
+	char path[64], *buf, *p;
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
+	ret = read_file(path, &buf);
+	if (ret < 0) {
+		pr_err("pid %d fd %d: can't read %s: %s\n", pid, fd, path, strerror(-ret));
+		return ret;
+	}
+	p = strstr(buf, "pos:");
+	*pos = p ? strtoull(p + 4, NULL, 10) : 0;
+	p = strstr(buf, "flags:");
+	*flags = p ? strtoul(p + 6, NULL, 8) : 0;
+	free(buf);
+	return 0;
+}
+
+static Crd__PipeEntry *find_pipe(struct file_table *ft, uint64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < ft->n_pipes; i++)
+		if (ft->pipes[i]->id == id)
+			return ft->pipes[i];
+	return NULL;
+}
+
+/* Copy what is buffered in the pipe behind /proc/PID/fd/FD without consuming it. */
+static int dump_pipe_data(struct file_table *ft, pid_t pid, int fd, uint64_t id)
+{
+	Crd__PipeEntry *pe;
+	char path[64];
+	int src, p[2] = { -1, -1 }, ret = 0, size;
+	ssize_t n;
+
+	if (find_pipe(ft, id))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+	src = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (src < 0) {
+		ret = -errno;
+		pr_perror("pid %d fd %d: can't open the pipe", pid, fd);
+		return ret;
+	}
+	size = fcntl(src, F_GETPIPE_SZ);
+	pe = arena_alloc(&ft->a, sizeof(*pe));
+	if (!pe || size < 0 || pipe2(p, O_NONBLOCK | O_CLOEXEC) ||
+	    fcntl(p[1], F_SETPIPE_SZ, size) < size) {
+		ret = -errno ? -errno : -ENOMEM;
+		pr_perror("pid %d fd %d: can't set up the pipe copy", pid, fd);
+		goto out;
+	}
+	crd__pipe_entry__init(pe);
+	pe->id = id;
+	pe->buf_size = size;
+	n = tee(src, p[1], size, SPLICE_F_NONBLOCK);
+	if (n < 0 && errno != EAGAIN) {
+		ret = -errno;
+		pr_perror("pid %d fd %d: can't copy the pipe buffer", pid, fd);
+		goto out;
+	}
+	if (n > 0) {
+		pe->has_data = true;
+		pe->data.data = arena_alloc(&ft->a, n);
+		if (!pe->data.data || read_all(p[0], pe->data.data, n) != n) {
+			ret = -EIO;
+			pr_err("pid %d fd %d: can't read the pipe copy\n", pid, fd);
+			goto out;
+		}
+		pe->data.len = n;
+	}
+	if (arena_grow(&ft->a, (void **)&ft->pipes, &ft->cap_pipes, ft->n_pipes + 1,
+		       sizeof(*ft->pipes))) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ft->pipes[ft->n_pipes++] = pe;
+out:
+	close(src);
+	if (p[0] >= 0) {
+		close(p[0]);
+		close(p[1]);
+	}
+	return ret;
+}
+
+static int new_desc(struct file_table *ft, pid_t pid, int fd, const char *link,
+		    const struct stat *st, uint64_t pos, uint32_t flags, struct ft_file **out)
+{
+	Crd__FileEntry *e = arena_alloc(&ft->a, sizeof(*e));
+	struct ft_file *f;
+	int ret = 0;
+
+	if (!e || arena_grow(&ft->a, (void **)&ft->files, &ft->cap_files, ft->n_files + 1,
+			     sizeof(*ft->files)))
+		return -ENOMEM;
+	crd__file_entry__init(e);
+	e->id = ft->n_files + 1;
+	e->flags = flags & ~O_CLOEXEC;
+	e->has_mode = true;
+	e->mode = st->st_mode;
+	if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISCHR(st->st_mode)) {
+		if (strstr(link, " (deleted)") || st->st_nlink == 0) {
+			pr_err("pid %d fd %d: %s is deleted: not supported yet\n", pid, fd, link);
+			return -ENOTSUP;
+		}
+		if (S_ISCHR(st->st_mode) && (!strncmp(link, "/dev/pts/", 9) ||
+					     !strncmp(link, "/dev/tty", 8) ||
+					     !strcmp(link, "/dev/ptmx"))) {
+			pr_err("pid %d fd %d: terminal %s is not supported yet\n", pid, fd, link);
+			return -ENOTSUP;
+		}
+		e->type = S_ISREG(st->st_mode) ? CRD__FILE_TYPE__FILE_REG :
+			  S_ISDIR(st->st_mode) ? CRD__FILE_TYPE__FILE_DIR :
+						 CRD__FILE_TYPE__FILE_CHR;
+		e->path = arena_strdup(&ft->a, link);
+		e->has_pos = true;
+		e->pos = pos;
+		if (S_ISREG(st->st_mode)) {
+			e->has_size = true;
+			e->size = st->st_size;
+		}
+		if (S_ISCHR(st->st_mode)) {
+			e->has_rdev = true;
+			e->rdev = st->st_rdev;
+		}
+	} else if (S_ISFIFO(st->st_mode)) {
+		bool anon = !strncmp(link, "pipe:[", 6);
+
+		e->type = anon ? CRD__FILE_TYPE__FILE_PIPE : CRD__FILE_TYPE__FILE_FIFO;
+		if (!anon)
+			e->path = arena_strdup(&ft->a, link);
+		e->has_pipe_id = true;
+		e->pipe_id = st->st_ino;
+		ret = dump_pipe_data(ft, pid, fd, st->st_ino);
+	} else {
+		pr_err("pid %d fd %d: unsupported file type %s\n", pid, fd, link);
+		return -ENOTSUP;
+	}
+	if (ret)
+		return ret;
+	f = &ft->files[ft->n_files++];
+	f->e = e;
+	f->pid = pid;
+	f->fd = fd;
+	f->dev = st->st_dev;
+	f->ino = st->st_ino;
+	*out = f;
+	return 0;
+}
+
+static int dump_one_fd(struct file_table *ft, pid_t pid, int fd, Crd__FdEntry *fe)
+{
+	char path[64], link[PATH_MAX];
+	struct ft_file *f;
+	struct stat st;
+	uint32_t flags;
+	uint64_t pos;
+	ssize_t n;
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0 || stat(path, &st)) {
+		ret = -errno;
+		pr_perror("pid %d fd %d: can't inspect", pid, fd);
+		return ret;
+	}
+	link[n] = '\0';
+	ret = parse_fdinfo(pid, fd, &pos, &flags);
+	if (ret)
+		return ret;
+	f = find_desc(ft, pid, fd, &st);
+	if (!f) {
+		ret = new_desc(ft, pid, fd, link, &st, pos, flags, &f);
+		if (ret)
+			return ret;
+	}
+	fe->fd = fd;
+	fe->file_id = f->e->id;
+	fe->cloexec = flags & O_CLOEXEC;
+	return 0;
+}
+
+int dump_task_fds(struct file_table *ft, pid_t pid, Crd__TaskEntry *te)
+{
+	char path[64];
+	struct dirent *de;
+	size_t cap = 0;
+	DIR *d;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	d = opendir(path);
+	if (!d) {
+		ret = -errno;
+		pr_perror("pid %d: can't list its fds", pid);
+		return ret;
+	}
+	while (!ret && (de = readdir(d))) {
+		Crd__FdEntry *fe;
+		long fd;
+
+		if (parse_int(de->d_name, &fd))
+			continue;
+		fe = arena_alloc(&ft->a, sizeof(*fe));
+		if (!fe || arena_grow(&ft->a, (void **)&te->fds, &cap, te->n_fds + 1,
+				      sizeof(*te->fds))) {
+			ret = -ENOMEM;
+			break;
+		}
+		crd__fd_entry__init(fe);
+		ret = dump_one_fd(ft, pid, fd, fe);
+		if (!ret)
+			te->fds[te->n_fds++] = fe;
+	}
+	closedir(d);
+	return ret;
+}
+
+int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
+{
+	size_t i;
+
+	if (arena_grow(&ft->a, (void **)&ft->entries, &ft->cap_entries, ft->n_files + 1,
+		       sizeof(*ft->entries)))
+		return -ENOMEM;
+	for (i = 0; i < ft->n_files; i++)
+		ft->entries[i] = ft->files[i].e;
+	inv->files = ft->entries;
+	inv->n_files = ft->n_files;
+	inv->pipes = ft->pipes;
+	inv->n_pipes = ft->n_pipes;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ restore */
+
+struct fdr_obj {
+	uint64_t id;
+	int fd;
+};
+
+struct fd_restore {
+	struct fdr_obj *objs;
+	size_t n;
+	int next;		/* next free fd >= base */
+};
+
+/* Move fd to the next slot >= base. */
+static int fdr_place(struct fd_restore *fr, int fd)
+{
+	int nfd = fcntl(fd, F_DUPFD, fr->next);
+
+	if (nfd < 0) {
+		int ret = -errno;
+
+		pr_perror("can't move fd %d above %d", fd, fr->next);
+		close(fd);
+		return ret;
+	}
+	close(fd);
+	fr->next = nfd + 1;
+	return nfd;
+}
+
+struct pipe_fds {
+	uint64_t id;
+	int rd, wr;		/* placed ends */
+	bool rd_used, wr_used;
+};
+
+static int prepare_pipe(struct fd_restore *fr, const Crd__PipeEntry *pe, struct pipe_fds *pf)
+{
+	int p[2];
+
+	if (pipe2(p, O_NONBLOCK)) {
+		int ret = -errno;
+
+		pr_perror("pipe %lu: can't create", pe->id);
+		return ret;
+	}
+	if (fcntl(p[1], F_SETPIPE_SZ, pe->buf_size) < 0)
+		pr_warn("pipe %lu: can't set its size to %u: %s\n", pe->id, pe->buf_size,
+			strerror(errno));
+	if (pe->has_data && write_all(p[1], pe->data.data, pe->data.len)) {
+		pr_err("pipe %lu: can't refill its %zu buffered bytes\n", pe->id, pe->data.len);
+		close(p[0]);
+		close(p[1]);
+		return -EIO;
+	}
+	pf->id = pe->id;
+	pf->rd = fdr_place(fr, p[0]);
+	pf->wr = fdr_place(fr, p[1]);
+	return pf->rd < 0 || pf->wr < 0 ? -EBADF : 0;
+}
+
+/* A pipe end for e: the prepared one, or a new description of it via /proc. */
+static int open_pipe_end(const Crd__FileEntry *e, struct pipe_fds *pf)
+{
+	bool wr = (e->flags & O_ACCMODE) == O_WRONLY;
+	bool *used = wr ? &pf->wr_used : &pf->rd_used;
+	int fd = wr ? pf->wr : pf->rd;
+	char path[64];
+
+	if (!*used) {
+		*used = true;
+		return fcntl(fd, F_DUPFD, 0);
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, (e->flags & O_ACCMODE) | O_NONBLOCK);
+}
+
+static int open_fifo(const Crd__FileEntry *e, const Crd__PipeEntry *pe,
+		     struct fd_restore *fr)
+{
+	int holder, fd;
+
+	/* hold the FIFO open read-write so it keeps its data and nothing blocks */
+	holder = open(e->path, O_RDWR | O_NONBLOCK);
+	if (holder < 0) {
+		pr_perror("FIFO %s: can't open", e->path);
+		return -errno;
+	}
+	if (pe && pe->has_data && write_all(holder, pe->data.data, pe->data.len)) {
+		pr_err("FIFO %s: can't refill its buffer\n", e->path);
+		close(holder);
+		return -EIO;
+	}
+	fd = open(e->path, (e->flags & O_ACCMODE) | O_NONBLOCK);
+	if (fd < 0)
+		pr_perror("FIFO %s: can't open", e->path);
+	if (fdr_place(fr, holder) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -EBADF;
+	}
+	return fd;
+}
+
+static int open_file(const Crd__FileEntry *e)
+{
+	struct stat st;
+	int fd, flags = e->flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC);
+
+	if (e->type == CRD__FILE_TYPE__FILE_DIR)
+		flags = O_RDONLY | O_DIRECTORY;
+	fd = open(e->path, flags);
+	if (fd < 0) {
+		int ret = -errno;
+
+		pr_perror("file %s: can't open", e->path);
+		return ret;
+	}
+	if (fstat(fd, &st)) {
+		close(fd);
+		return -errno;
+	}
+	if (e->type == CRD__FILE_TYPE__FILE_REG && e->has_size &&
+	    (st.st_size < (off_t)e->size ||
+	     (st.st_size != (off_t)e->size && !(e->flags & O_APPEND)))) {
+		pr_err("file %s: size is %lld, was %llu at dump time: it changed since\n",
+		       e->path, (long long)st.st_size, (unsigned long long)e->size);
+		close(fd);
+		return -ESTALE;
+	}
+	if (e->type == CRD__FILE_TYPE__FILE_CHR && e->has_rdev && st.st_rdev != e->rdev) {
+		pr_err("device %s: is %u:%u, was %u:%u at dump time\n", e->path,
+		       major(st.st_rdev), minor(st.st_rdev), major(e->rdev), minor(e->rdev));
+		close(fd);
+		return -ESTALE;
+	}
+	if (e->has_pos && e->type != CRD__FILE_TYPE__FILE_CHR &&
+	    lseek(fd, e->pos, SEEK_SET) < 0) {
+		int ret = -errno;
+
+		pr_perror("file %s: can't seek to %llu", e->path, (unsigned long long)e->pos);
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+static const Crd__PipeEntry *inv_pipe(const Crd__Inventory *inv, uint64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < inv->n_pipes; i++)
+		if (inv->pipes[i]->id == id)
+			return inv->pipes[i];
+	return NULL;
+}
+
+static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
+		       struct fd_restore *fr, struct pipe_fds *pfs)
+{
+	size_t i;
+	int fd;
+
+	switch (e->type) {
+	case CRD__FILE_TYPE__FILE_PIPE:
+		for (i = 0; i < inv->n_pipes && pfs[i].id != e->pipe_id; i++)
+			;
+		if (i == inv->n_pipes) {
+			pr_err("file %lu: its pipe %lu is missing from the inventory\n", e->id,
+			       e->pipe_id);
+			return -EINVAL;
+		}
+		fd = open_pipe_end(e, &pfs[i]);
+		break;
+	case CRD__FILE_TYPE__FILE_FIFO:
+		fd = open_fifo(e, inv_pipe(inv, e->pipe_id), fr);
+		break;
+	default:
+		if (!e->path) {
+			pr_err("file %lu: no path in the image\n", e->id);
+			return -EINVAL;
+		}
+		fd = open_file(e);
+	}
+	if (fd < 0)
+		return fd;
+	/* O_NONBLOCK, O_APPEND, ... as they were */
+	if (fcntl(fd, F_SETFL, e->flags) < 0)
+		pr_warn("file %lu: can't set flags %#x: %s\n", e->id, e->flags, strerror(errno));
+	fd = fdr_place(fr, fd);
+	if (fd < 0)
+		return fd;
+	fr->objs[fr->n].id = e->id;
+	fr->objs[fr->n++].fd = fd;
+	return 0;
+}
+
+int fdr_prepare(const Crd__Inventory *inv, int base, struct fd_restore **out)
+{
+	struct fd_restore *fr = calloc(1, sizeof(*fr));
+	struct pipe_fds *pfs = calloc(inv->n_pipes + 1, sizeof(*pfs));
+	size_t i;
+	int ret = 0;
+
+	if (!fr || !pfs) {
+		free(pfs);
+		free(fr);
+		return -ENOMEM;
+	}
+	fr->next = base;
+	fr->objs = calloc(inv->n_files + 1, sizeof(*fr->objs));
+	if (!fr->objs)
+		ret = -ENOMEM;
+	for (i = 0; !ret && i < inv->n_pipes; i++)
+		ret = prepare_pipe(fr, inv->pipes[i], &pfs[i]);
+	for (i = 0; !ret && i < inv->n_files; i++)
+		ret = prepare_one(inv, inv->files[i], fr, pfs);
+	free(pfs);
+	if (ret) {
+		close_range(base, ~0U, 0);
+		fdr_free(fr);
+		return ret;
+	}
+	*out = fr;
+	return 0;
+}
+
+int fdr_end(const struct fd_restore *fr)
+{
+	return fr->next;
+}
+
+static int obj_fd(const struct fd_restore *fr, uint64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < fr->n; i++)
+		if (fr->objs[i].id == id)
+			return fr->objs[i].fd;
+	return -1;
+}
+
+int fdr_install(const struct fd_restore *fr, const Crd__TaskEntry *te, int base)
+{
+	size_t i;
+	int fd;
+
+	for (i = 0; i < te->n_fds; i++) {
+		const Crd__FdEntry *fe = te->fds[i];
+		int src = obj_fd(fr, fe->file_id);
+
+		if (src < 0 || fe->fd < 0 || fe->fd >= base) {
+			pr_err("pid %u fd %d: bad file reference %lu\n", te->pid, fe->fd,
+			       fe->file_id);
+			return -EINVAL;
+		}
+		if (dup2(src, fe->fd) < 0 ||
+		    fcntl(fe->fd, F_SETFD, fe->cloexec ? FD_CLOEXEC : 0) < 0) {
+			int ret = -errno;
+
+			pr_perror("pid %u fd %d: can't install", te->pid, fe->fd);
+			return ret;
+		}
+	}
+	for (fd = 0; fd < base; fd++) {
+		for (i = 0; i < te->n_fds && te->fds[i]->fd != fd; i++)
+			;
+		if (i == te->n_fds)
+			close(fd);
+	}
+	return 0;
+}
+
+void fdr_free(struct fd_restore *fr)
+{
+	if (!fr)
+		return;
+	free(fr->objs);
+	free(fr);
+}

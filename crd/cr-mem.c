@@ -1,0 +1,518 @@
+/*
+ * Memory: the VMA list and the contents of populated pages.
+ *
+ * Which pages: from /proc/PID/pagemap, those present and anonymous (for a
+ * private file mapping: copied on write) or swapped; never the shared zero
+ * page, and pages found to be all zeros are dropped after reading too: an
+ * absent page reads as zeros after restore anyway.  Shared anonymous memory
+ * is read through /proc/PID/map_files, where pages a process never touched
+ * still have their contents.
+ *
+ * How: process_vm_readv() in batches into one of two buffers while a writer
+ * thread hashes and writes the other, so copying and writing overlap.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "cr-dump.h"
+#include "image.h"
+#include "log.h"
+#include "proc.h"
+#include "util.h"
+
+#define PME_PRESENT	(1ULL << 63)
+#define PME_SWAP	(1ULL << 62)
+#define PME_FILE	(1ULL << 61)
+#define PME_PFN_MASK	((1ULL << 55) - 1)
+
+#define BUF_PAGES	1024			/* 4 MiB per buffer */
+#define BUF_SIZE	(BUF_PAGES * PAGE_SIZE)
+#define PM_CHUNK	4096			/* pagemap entries read at once */
+
+struct pbuf {
+	char *data;
+	size_t len;
+	bool full;
+};
+
+struct pages_out {
+	struct img_pages_writer w;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct pbuf buf[2];
+	int cur;
+	int err;			/* first write error */
+	bool done;
+	struct arena *a;
+	Crd__TaskEntry *te;
+	size_t cap_runs;
+};
+
+static void *writer_fn(void *arg)
+{
+	struct pages_out *po = arg;
+	int i = 0;
+
+	pthread_mutex_lock(&po->lock);
+	for (;;) {
+		while (!po->buf[i].full && !po->done)
+			pthread_cond_wait(&po->cond, &po->lock);
+		if (!po->buf[i].full)
+			break;
+		pthread_mutex_unlock(&po->lock);
+		if (!po->err) {
+			int ret = img_pages_write(&po->w, po->buf[i].data, po->buf[i].len);
+
+			if (ret)
+				po->err = ret;
+		}
+		pthread_mutex_lock(&po->lock);
+		po->buf[i].full = false;
+		po->buf[i].len = 0;
+		pthread_cond_broadcast(&po->cond);
+		i ^= 1;
+	}
+	pthread_mutex_unlock(&po->lock);
+	return NULL;
+}
+
+/* Hand the current buffer to the writer and wait until the other one is free. */
+static int out_flush(struct pages_out *po)
+{
+	if (!po->buf[po->cur].len)
+		return po->err;
+	pthread_mutex_lock(&po->lock);
+	po->buf[po->cur].full = true;
+	pthread_cond_broadcast(&po->cond);
+	po->cur ^= 1;
+	while (po->buf[po->cur].full)
+		pthread_cond_wait(&po->cond, &po->lock);
+	pthread_mutex_unlock(&po->lock);
+	return po->err;
+}
+
+static bool page_is_zero(const char *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+	size_t i;
+
+	for (i = 0; i < PAGE_SIZE / 8; i += 4)
+		if (q[i] | q[i + 1] | q[i + 2] | q[i + 3])
+			return false;
+	return true;
+}
+
+static int add_page(struct pages_out *po, uint64_t vaddr)
+{
+	Crd__TaskEntry *te = po->te;
+	Crd__PageRun *r = te->n_pages ? te->pages[te->n_pages - 1] : NULL;
+
+	if (r && r->vaddr + r->nr_pages * PAGE_SIZE == vaddr) {
+		r->nr_pages++;
+		return 0;
+	}
+	r = arena_alloc(po->a, sizeof(*r));
+	if (!r || arena_grow(po->a, (void **)&te->pages, &po->cap_runs, te->n_pages + 1,
+			     sizeof(*te->pages)))
+		return -ENOMEM;
+	crd__page_run__init(r);
+	r->vaddr = vaddr;
+	r->nr_pages = 1;
+	te->pages[te->n_pages++] = r;
+	return 0;
+}
+
+/*
+ * npages pages were read to the free space of the current buffer, the i-th
+ * from vaddrs[i]: keep the non-zero ones, packed.
+ */
+static int out_commit(struct pages_out *po, const uint64_t *vaddrs, size_t npages)
+{
+	struct pbuf *b = &po->buf[po->cur];
+	char *src = b->data + b->len;
+	size_t i;
+
+	for (i = 0; i < npages; i++, src += PAGE_SIZE) {
+		char *dst = b->data + b->len;
+
+		if (page_is_zero(src))
+			continue;
+		if (dst != src)
+			memcpy(dst, src, PAGE_SIZE);
+		if (add_page(po, vaddrs[i]))
+			return -ENOMEM;
+		b->len += PAGE_SIZE;
+		po->te->pages_size += PAGE_SIZE;
+	}
+	return 0;
+}
+
+static size_t out_room(struct pages_out *po)
+{
+	return (BUF_SIZE - po->buf[po->cur].len) / PAGE_SIZE;
+}
+
+struct mem_reader {
+	pid_t pid;
+	int pagemap_fd;
+	int mem_fd;
+	uint64_t zero_pfn;
+	uint64_t vaddrs[BUF_PAGES];
+	struct iovec riov[BUF_PAGES];
+	uint64_t pm[PM_CHUNK];
+};
+
+/* Read the pages listed in vaddrs[0..n) into the current buffer and commit them. */
+static int read_batch(struct pages_out *po, struct mem_reader *mr, size_t n, bool readable)
+{
+	char *dst = po->buf[po->cur].data + po->buf[po->cur].len;
+	size_t i, niov = 0;
+	struct iovec l = { dst, n * PAGE_SIZE };
+	ssize_t got;
+
+	if (!n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (niov && (uint64_t)mr->riov[niov - 1].iov_base + mr->riov[niov - 1].iov_len ==
+			    mr->vaddrs[i]) {
+			mr->riov[niov - 1].iov_len += PAGE_SIZE;
+			continue;
+		}
+		mr->riov[niov].iov_base = (void *)mr->vaddrs[i];
+		mr->riov[niov++].iov_len = PAGE_SIZE;
+	}
+	if (readable) {
+		got = process_vm_readv(mr->pid, &l, 1, mr->riov, niov, 0);
+	} else {
+		/* PROT_NONE & co: /proc/PID/mem reads them (FOLL_FORCE) */
+		char *p = dst;
+
+		got = 0;
+		for (i = 0; i < niov; i++) {
+			ssize_t r = pread_all(mr->mem_fd, p, mr->riov[i].iov_len,
+					      (off_t)mr->riov[i].iov_base);
+
+			if (r != (ssize_t)mr->riov[i].iov_len) {
+				got = -1;
+				break;
+			}
+			p += r;
+			got += r;
+		}
+	}
+	if (got != (ssize_t)(n * PAGE_SIZE)) {
+		pr_err("pid %d: can't read memory at %#lx (%zu pages): %s\n", mr->pid,
+		       mr->vaddrs[0], n, got < 0 ? strerror(errno) : "short read");
+		return -EIO;
+	}
+	return out_commit(po, mr->vaddrs, n);
+}
+
+static int dump_private_vma(struct pages_out *po, struct mem_reader *mr, Crd__VmaEntry *v)
+{
+	uint64_t *pm = mr->pm;
+	bool readable = v->prot & PROT_READ;
+	uint64_t addr = v->start;
+	size_t n = 0;
+	int ret;
+
+	while (addr < v->end) {
+		size_t cnt = (v->end - addr) / PAGE_SIZE, i;
+		ssize_t r;
+
+		if (cnt > PM_CHUNK)
+			cnt = PM_CHUNK;
+		r = pread_all(mr->pagemap_fd, pm, cnt * 8, addr / PAGE_SIZE * 8);
+		if (r != (ssize_t)(cnt * 8)) {
+			pr_err("pid %d: can't read pagemap at %#lx\n", mr->pid, addr);
+			return -EIO;
+		}
+		for (i = 0; i < cnt; i++, addr += PAGE_SIZE) {
+			uint64_t e = pm[i];
+
+			if (!(e & PME_SWAP) &&
+			    (!(e & PME_PRESENT) || (e & PME_FILE) ||
+			     (e & PME_PFN_MASK) == mr->zero_pfn))
+				continue;
+			mr->vaddrs[n++] = addr;
+			if (n == out_room(po)) {
+				ret = read_batch(po, mr, n, readable);
+				if (!ret)
+					ret = out_flush(po);
+				if (ret)
+					return ret;
+				n = 0;
+			}
+		}
+	}
+	return read_batch(po, mr, n, readable);
+}
+
+static int dump_shared_vma(struct pages_out *po, struct mem_reader *mr, Crd__VmaEntry *v)
+{
+	char path[96];
+	uint64_t addr = v->start, off = 0;
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", mr->pid, v->start, v->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		pr_perror("pid %d: can't open %s", mr->pid, path);
+		return ret;
+	}
+	while (!ret && addr < v->end) {
+		size_t n = (v->end - addr) / PAGE_SIZE, i;
+		char *dst;
+		ssize_t r;
+
+		if (!out_room(po)) {
+			ret = out_flush(po);
+			continue;
+		}
+		if (n > out_room(po))
+			n = out_room(po);
+		dst = po->buf[po->cur].data + po->buf[po->cur].len;
+		r = pread_all(fd, dst, n * PAGE_SIZE, v->pgoff + off);
+		if (r != (ssize_t)(n * PAGE_SIZE)) {
+			pr_err("pid %d: short read of shared memory %s\n", mr->pid, path);
+			ret = -EIO;
+			break;
+		}
+		for (i = 0; i < n; i++)
+			mr->vaddrs[i] = addr + i * PAGE_SIZE;
+		ret = out_commit(po, mr->vaddrs, n);
+		addr += n * PAGE_SIZE;
+		off += n * PAGE_SIZE;
+	}
+	close(fd);
+	return ret;
+}
+
+struct vma_collect {
+	struct dump_ctx *ctx;
+	Crd__TaskEntry *te;
+	size_t cap;
+	int err;
+};
+
+static int classify_vma(struct vma_collect *vc, const struct proc_vma *pv, Crd__VmaEntry *v)
+{
+	static const struct {
+		const char *name;
+		Crd__VmaKind kind;
+	} special[] = {
+		{ "[heap]", CRD__VMA_KIND__VMA_HEAP },
+		{ "[stack]", CRD__VMA_KIND__VMA_STACK },
+		{ "[vvar]", CRD__VMA_KIND__VMA_VVAR },
+		{ "[vvar_vclock]", CRD__VMA_KIND__VMA_VVAR_VCLOCK },
+		{ "[vdso]", CRD__VMA_KIND__VMA_VDSO },
+		{ "[vsyscall]", CRD__VMA_KIND__VMA_VSYSCALL },
+	};
+	pid_t pid = vc->te->pid;
+	char path[96];
+	struct stat st;
+	size_t i;
+
+	v->flags = pv->shared ? MAP_SHARED : MAP_PRIVATE;
+	for (i = 0; i < ARRAY_SIZE(special); i++)
+		if (!strcmp(pv->path, special[i].name)) {
+			v->kind = special[i].kind;
+			v->flags |= MAP_ANONYMOUS;
+			if (v->kind == CRD__VMA_KIND__VMA_STACK)
+				v->flags |= MAP_GROWSDOWN;
+			return 0;
+		}
+	if (pv->path[0] == '[') {
+		pr_err("pid %d: unsupported mapping %s at %#lx\n", pid, pv->path, pv->start);
+		return -ENOTSUP;
+	}
+	if (!pv->path[0] || (pv->shared && pv->deleted && !strcmp(pv->path, "/dev/zero"))) {
+		v->flags |= MAP_ANONYMOUS;
+		v->kind = pv->shared ? CRD__VMA_KIND__VMA_ANON_SHARED
+				     : CRD__VMA_KIND__VMA_ANON_PRIVATE;
+		if (pv->shared) {
+			v->has_shmid = true;
+			v->shmid = pv->ino;
+			v->has_pgoff = true;
+			v->pgoff = pv->pgoff;
+		}
+		return 0;
+	}
+	if (pv->deleted || !strncmp(pv->path, "/SYSV", 5) || !strncmp(pv->path, "/memfd:", 7)) {
+		pr_err("pid %d: mapping of %s%s at %#lx is not supported yet\n", pid, pv->path,
+		       pv->deleted ? " (deleted)" : "", pv->start);
+		return -ENOTSUP;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", pid, pv->start, pv->end);
+	if (stat(path, &st)) {
+		int ret = -errno;
+
+		pr_perror("pid %d: can't stat the file mapped at %#lx (%s)", pid, pv->start,
+			  pv->path);
+		return ret;
+	}
+	v->kind = pv->shared ? CRD__VMA_KIND__VMA_FILE_SHARED : CRD__VMA_KIND__VMA_FILE_PRIVATE;
+	v->path = arena_strdup(&vc->ctx->arena, pv->path);
+	v->has_pgoff = v->has_dev = v->has_ino = v->has_file_size = v->has_open_flags = true;
+	v->pgoff = pv->pgoff;
+	v->dev = st.st_dev;
+	v->ino = st.st_ino;
+	v->file_size = st.st_size;
+	v->open_flags = (pv->shared && (pv->prot & PROT_WRITE)) ? O_RDWR : O_RDONLY;
+	return v->path ? 0 : -ENOMEM;
+}
+
+static int collect_vma(const struct proc_vma *pv, void *arg)
+{
+	struct vma_collect *vc = arg;
+	Crd__TaskEntry *te = vc->te;
+	Crd__VmaEntry *v;
+
+	v = arena_alloc(&vc->ctx->arena, sizeof(*v));
+	if (!v || arena_grow(&vc->ctx->arena, (void **)&te->vmas, &vc->cap, te->n_vmas + 1,
+			     sizeof(*te->vmas)))
+		return -ENOMEM;
+	crd__vma_entry__init(v);
+	v->start = pv->start;
+	v->end = pv->end;
+	v->prot = pv->prot;
+	vc->err = classify_vma(vc, pv, v);
+	if (vc->err)
+		return vc->err;
+	te->vmas[te->n_vmas++] = v;
+	return 0;
+}
+
+static bool vma_has_pages(const Crd__VmaEntry *v)
+{
+	switch (v->kind) {
+	case CRD__VMA_KIND__VMA_VVAR:
+	case CRD__VMA_KIND__VMA_VVAR_VCLOCK:
+	case CRD__VMA_KIND__VMA_VDSO:
+	case CRD__VMA_KIND__VMA_VSYSCALL:
+	case CRD__VMA_KIND__VMA_FILE_SHARED:
+		return false;
+	default:
+		return true;
+	}
+}
+
+static int open_proc(pid_t pid, const char *name)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int ret = -errno;
+
+		pr_perror("pid %d: can't open %s", pid, path);
+		return ret;
+	}
+	return fd;
+}
+
+static int write_pages(struct dump_ctx *ctx, struct dtask *t, struct pages_out *po)
+{
+	Crd__TaskEntry *te = t->te;
+	struct mem_reader *mr;
+	size_t i;
+	int ret = 0;
+
+	mr = calloc(1, sizeof(*mr));
+	if (!mr)
+		return -ENOMEM;
+	mr->pid = t->pid;
+	mr->zero_pfn = ctx->zero_pfn;
+	mr->pagemap_fd = open_proc(t->pid, "pagemap");
+	mr->mem_fd = open_proc(t->pid, "mem");
+	if (mr->pagemap_fd < 0 || mr->mem_fd < 0)
+		ret = -EIO;
+	for (i = 0; !ret && i < te->n_vmas; i++) {
+		Crd__VmaEntry *v = te->vmas[i];
+
+		if (!vma_has_pages(v))
+			continue;
+		if (v->kind == CRD__VMA_KIND__VMA_ANON_SHARED)
+			ret = dump_shared_vma(po, mr, v);
+		else
+			ret = dump_private_vma(po, mr, v);
+	}
+	if (!ret)
+		ret = out_flush(po);
+	if (mr->pagemap_fd >= 0)
+		close(mr->pagemap_fd);
+	if (mr->mem_fd >= 0)
+		close(mr->mem_fd);
+	free(mr);
+	return ret;
+}
+
+int dump_task_mem(struct dump_ctx *ctx, struct dtask *t)
+{
+	struct vma_collect vc = { .ctx = ctx, .te = t->te };
+	struct pages_out *po;
+	char name[64];
+	int ret, i;
+
+	ret = proc_parse_maps(t->pid, collect_vma, &vc);
+	if (ret) {
+		if (!vc.err)
+			pr_err("pid %d: can't read its maps: %s\n", t->pid, strerror(-ret));
+		return ret;
+	}
+	po = calloc(1, sizeof(*po));
+	if (!po)
+		return -ENOMEM;
+	po->a = &ctx->arena;
+	po->te = t->te;
+	pthread_mutex_init(&po->lock, NULL);
+	pthread_cond_init(&po->cond, NULL);
+	for (i = 0; i < 2; i++) {
+		po->buf[i].data = mmap(NULL, BUF_SIZE, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (po->buf[i].data == MAP_FAILED) {
+			po->buf[i].data = NULL;
+			ret = -ENOMEM;
+		}
+	}
+	img_pages_name(name, sizeof(name), t->pid);
+	if (!ret)
+		ret = img_pages_create(ctx->dirfd, name, &po->w);
+	if (ret)
+		goto out;
+	if (pthread_create(&po->thread, NULL, writer_fn, po)) {
+		img_pages_abort(&po->w);
+		ret = -EAGAIN;
+		goto out;
+	}
+	ret = write_pages(ctx, t, po);
+	pthread_mutex_lock(&po->lock);
+	po->done = true;
+	pthread_cond_broadcast(&po->cond);
+	pthread_mutex_unlock(&po->lock);
+	pthread_join(po->thread, NULL);
+	if (!ret)
+		ret = po->err;
+	if (!ret)
+		ret = img_pages_finish(&po->w);
+	else
+		img_pages_abort(&po->w);
+out:
+	for (i = 0; i < 2; i++)
+		if (po->buf[i].data)
+			munmap(po->buf[i].data, BUF_SIZE);
+	free(po);
+	return ret;
+}
