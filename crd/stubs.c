@@ -3,6 +3,5 @@
 #include "crd.h"
 #include "log.h"
 
-int cr_restore(const struct restore_opts *o) { pr_err("restore: not implemented\n"); return -ENOSYS; }
 int cr_check(void) { pr_err("check: not implemented\n"); return -ENOSYS; }
 int cr_show(const char *p) { pr_err("show: not implemented\n"); return -ENOSYS; }
