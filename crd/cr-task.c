@@ -118,7 +118,9 @@ static int dump_posix_timers(struct dump_ctx *ctx, struct infect *inf, Crd__Task
 		return ret;
 	}
 	ret = 0;
-	for (p = strstr(buf, "ID:"); p && !ret; p = strstr(p + 1, "ID:")) {
+	/* each timer starts with an "ID:" line ("ClockID:" lines don't count) */
+	for (p = strncmp(buf, "ID:", 3) ? strstr(buf, "\nID:") : buf; p && !ret;
+	     p = strstr(p + 1, "\nID:")) {
 		char notify[16] = "", kind[8] = "";
 		struct itimerspec its;
 		Crd__PosixTimer *e;
@@ -126,9 +128,7 @@ static int dump_posix_timers(struct dump_ctx *ctx, struct infect *inf, Crd__Task
 		unsigned long sigval;
 		long r;
 
-		if (sscanf(p, "ID: %d\nsignal: %d/%lx\nnotify: %15[a-z]/%7[a-z.].%d\nClockID: %d",
-			   &id, &sig, &sigval, notify, kind, &tid, &clk) < 7 &&
-		    sscanf(p, "ID: %d\nsignal: %d/%lx\nnotify: %15[a-z]/%7[a-z].%d\nClockID: %d",
+		if (sscanf(p, " ID: %d signal: %d/%lx notify: %15[a-z]/%7[a-z].%d ClockID: %d",
 			   &id, &sig, &sigval, notify, kind, &tid, &clk) < 7) {
 			pr_err("pid %d: can't parse %s\n", te->pid, path);
 			ret = -EINVAL;

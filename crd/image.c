@@ -123,7 +123,7 @@ static int check_hdr(const char *name, const struct img_hdr *hdr, uint64_t fsize
 		       img_type_str(hdr->type), img_type_str(type));
 		return -EINVAL;
 	}
-	if (hdr->data_off < sizeof(*hdr) || hdr->data_off > fsize) {
+	if (hdr->reserved || hdr->data_off < sizeof(*hdr) || hdr->data_off > fsize) {
 		pr_err("%s: corrupt header (data offset %u)\n", name, hdr->data_off);
 		return -EINVAL;
 	}

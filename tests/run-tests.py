@@ -1,0 +1,539 @@
+#!/usr/bin/env python3
+"""crd test runner.
+
+Runs every zdtm test program (tests/zdtm/) through checkpoint and restore in
+several modes, the bad-input cases below, and the CASES of every
+tests/cases_*.py module.  Prints one line per case and ends with
+`N passed, N failed, N skipped`; exits 1 if anything failed.
+
+The runner is a child subreaper: orphans of the trees it checkpoints come
+back to it and are reaped here, so their PIDs are free for the restores.
+It spawns and reaps every process itself (no subprocess.Popen), and kills
+what a failed case leaves behind by PID.
+"""
+import argparse
+import ctypes
+import glob
+import importlib.util
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import unittest
+
+PR_SET_CHILD_SUBREAPER = 36
+libc = ctypes.CDLL(None, use_errno=True)
+
+# statuses of every process reaped so far, by pid
+reaped = {}
+
+
+def reap_some():
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG | 0x40000000)  # __WALL
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        reaped[pid] = status
+
+
+def wait_for(pid, timeout):
+    """Wait for pid (our child or an orphan we adopted); its wait status or None."""
+    deadline = time.time() + timeout
+    while True:
+        reap_some()
+        if pid in reaped:
+            return reaped.pop(pid)
+        if time.time() > deadline:
+            return None
+        time.sleep(0.005)
+
+
+def alive(pid):
+    reap_some()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def exit_code(status):
+    if status is None:
+        return None
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 128 + os.WTERMSIG(status)
+
+
+def spawn(argv, cwd=None, out=None, env=None):
+    """fork+exec with stdin /dev/null and stdout+stderr to the file out."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if cwd:
+                os.chdir(cwd)
+            fd = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(fd, 0)
+            if out:
+                ofd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(ofd, 1)
+                os.dup2(ofd, 2)
+            os.closerange(3, 1 << 16)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            os.execve(argv[0], argv, env if env is not None else os.environ)
+        finally:
+            os._exit(127)
+    return pid
+
+
+class Result:
+    def __init__(self, status, out):
+        self.status = status
+        self.code = exit_code(status)
+        self.out = out
+
+
+def run(argv, timeout=120, cwd=None):
+    fd, path = tempfile.mkstemp(prefix="crd-run-")
+    os.close(fd)
+    try:
+        pid = spawn(argv, cwd=cwd, out=path)
+        st = wait_for(pid, timeout)
+        if st is None:
+            kill_tree(pid)
+            raise AssertionError(f"{' '.join(argv)}: timed out")
+        with open(path, errors="replace") as f:
+            return Result(st, f.read())
+    finally:
+        os.unlink(path)
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for t in glob.glob(f"/proc/{p}/task/*/children"):
+            try:
+                with open(t) as f:
+                    todo += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+    return out
+
+
+def kill_tree(pid):
+    for p in descendants(pid):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 5
+    while time.time() < deadline and any(alive(p) for p in descendants(pid)):
+        time.sleep(0.01)
+    reap_some()
+
+
+def proc_status(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+
+
+class Env:
+    pass
+
+
+# ------------------------------------------------------------------ zdtm
+
+class Zdtm:
+    """One zdtm program in one directory."""
+
+    def __init__(self, env, prog, extra_env=None):
+        self.env = env
+        self.prog = os.path.join(env.zdtm, prog)
+        self.work = os.path.join(env.tmpdir, "work")
+        os.mkdir(self.work)
+        self.log = os.path.join(self.work, "test.log")
+        self.pid = None
+        self.extra_env = extra_env or {}
+
+    def start(self, timeout=120):
+        e = dict(os.environ)
+        e.update(self.extra_env)
+        self.pid = spawn([self.prog], cwd=self.work, out=self.log, env=e)
+        deadline = time.time() + timeout
+        while not os.path.exists(os.path.join(self.work, "ready")):
+            if not alive(self.pid) or time.time() > deadline:
+                raise AssertionError(f"test did not get ready: {self.tail()}")
+            time.sleep(0.01)
+
+    def tail(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()[-2000:].strip()
+        except OSError:
+            return ""
+
+    def imgdir(self, name="img"):
+        d = os.path.join(self.env.tmpdir, name)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def crd(self, *args, timeout=180):
+        return run([self.env.crd] + list(args), timeout=timeout)
+
+    def dump(self, img, *extra):
+        r = self.crd("dump", "-t", str(self.pid), "-D", img, *extra)
+        assert r.code == 0, f"dump failed ({r.code}): {r.out}"
+        return r
+
+    def finish(self, pid, timeout=60):
+        os.kill(pid, signal.SIGUSR2)
+        st = wait_for(pid, timeout)
+        if st is None:
+            kill_tree(pid)
+            raise AssertionError("restored test did not finish")
+        assert exit_code(st) == 0, f"verification failed ({exit_code(st)}): {self.tail()}"
+
+    def cleanup(self):
+        if self.pid and alive(self.pid):
+            kill_tree(self.pid)
+
+
+def maps_of(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return f.read()
+
+
+def zdtm_kill_detach(env, prog):
+    """dump (tree killed) -> restore --detach -> verify"""
+    t = Zdtm(env, prog)
+    try:
+        t.start()
+        img = t.imgdir()
+        t.dump(img)
+        st = wait_for(t.pid, 10)
+        assert st is not None, "dump did not kill the tree"
+        r = t.crd("restore", "-D", img, "--detach")
+        assert r.code == 0, f"restore failed ({r.code}): {r.out}"
+        assert int(r.out.split()[-1]) == t.pid, f"restore printed {r.out!r}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+
+
+def zdtm_kill_wait(env, prog):
+    """dump -> restore (crd stays the parent and returns the test's status)"""
+    t = Zdtm(env, prog)
+    try:
+        t.start()
+        img = t.imgdir()
+        t.dump(img)
+        assert wait_for(t.pid, 10) is not None, "dump did not kill the tree"
+        out = os.path.join(env.tmpdir, "restore.log")
+        rpid = spawn([env.crd, "restore", "-D", img], out=out)
+        deadline = time.time() + 60
+        # restored once it runs untraced under crd
+        while not (alive(t.pid) and proc_status(t.pid, "TracerPid") == "0"
+                   and proc_status(t.pid, "PPid") == str(rpid)):
+            assert time.time() < deadline and alive(rpid), \
+                f"restore did not finish: {open(out).read()}"
+            time.sleep(0.01)
+        os.kill(t.pid, signal.SIGUSR2)
+        st = wait_for(rpid, 60)
+        assert st is not None, "crd restore did not return"
+        assert exit_code(st) == 0, \
+            f"restore returned {exit_code(st)}: {open(out).read()} {t.tail()}"
+    finally:
+        t.cleanup()
+
+
+def zdtm_leave_redump(env, prog):
+    """dump --leave-running -> dump again -> restore -> verify"""
+    t = Zdtm(env, prog)
+    try:
+        t.start()
+        before = maps_of(t.pid)
+        t.dump(t.imgdir("img1"), "--leave-running")
+        assert alive(t.pid), "the tree died in a --leave-running dump"
+        assert proc_status(t.pid, "TracerPid") == "0", "the tree is still traced"
+        assert not proc_status(t.pid, "State").startswith("t"), "the tree is still stopped"
+        assert maps_of(t.pid) == before, "the dump left its mark in the address space"
+        img = t.imgdir("img2")
+        t.dump(img)
+        assert wait_for(t.pid, 10) is not None, "second dump did not kill the tree"
+        r = t.crd("restore", "-D", img, "--detach")
+        assert r.code == 0, f"restore failed ({r.code}): {r.out}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+
+
+def zdtm_corrupt_detected(env, prog):
+    """TEST_CORRUPT=1 makes the test fail: verification is not vacuous"""
+    t = Zdtm(env, prog, {"TEST_CORRUPT": "1"})
+    try:
+        t.start()
+        os.kill(t.pid, signal.SIGUSR2)
+        st = wait_for(t.pid, 60)
+        assert exit_code(st) == 1, f"corrupted state passed ({exit_code(st)})"
+    finally:
+        t.cleanup()
+
+
+def zdtm_plain(env, prog):
+    """no checkpoint: the test passes on its own (the baseline of every mode)"""
+    t = Zdtm(env, prog)
+    try:
+        t.start()
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+
+
+def zdtm_cgroup_freezer(env, prog):
+    """dump --freezer=cgroup -> restore -> verify"""
+    if not os.path.isdir("/sys/fs/cgroup/freezer"):
+        raise unittest.SkipTest("no cgroup v1 freezer")
+    t = Zdtm(env, prog)
+    try:
+        t.start()
+        img = t.imgdir()
+        t.dump(img, "--freezer=cgroup")
+        assert wait_for(t.pid, 10) is not None, "dump did not kill the tree"
+        assert not glob.glob("/sys/fs/cgroup/freezer/crd-*"), "freezer cgroup left behind"
+        r = t.crd("restore", "-D", img, "--detach")
+        assert r.code == 0, f"restore failed ({r.code}): {r.out}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+
+
+def pidns_while_running(env):
+    """restore --pidns while the original tree still runs with the same PIDs"""
+    t = Zdtm(env, "pipe_data")
+    init = None
+    try:
+        t.start()
+        img = t.imgdir()
+        t.dump(img, "--leave-running")
+        r = t.crd("restore", "-D", img, "--pidns", "--detach")
+        assert r.code == 0, f"restore --pidns failed ({r.code}): {r.out}"
+        init = int(r.out.split()[-1])
+        kids = descendants(init)
+        assert len(kids) >= 3, f"restored tree incomplete: {kids}"
+        root = kids[1] if kids[0] == init else kids[0]
+        with open(f"/proc/{root}/status") as f:
+            nspid = [l for l in f if l.startswith("NSpid:")][0].split()[1:]
+        assert nspid[-1] == str(t.pid), f"restored root has pid {nspid} in its namespace"
+        t.finish(t.pid)		# the original
+        os.kill(root, signal.SIGUSR2)
+        st = wait_for(init, 60)
+        assert exit_code(st) == 0, f"restored tree failed ({exit_code(st)}): {t.tail()}"
+        init = None
+    finally:
+        if init:
+            kill_tree(init)
+        t.cleanup()
+
+
+def busy_pids_refused(env):
+    """restore without --pidns while the PIDs are taken: clear error, original unharmed"""
+    t = Zdtm(env, "signals")
+    try:
+        t.start()
+        img = t.imgdir()
+        t.dump(img, "--leave-running")
+        r = t.crd("restore", "-D", img)
+        assert r.code not in (0, None) and r.code < 128, f"restore returned {r.code}"
+        assert f"pid {t.pid} is in use" in r.out, f"unclear error: {r.out}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+
+
+def dump_missing_pid(env):
+    """dump of a PID that does not exist: clear error"""
+    pid = spawn(["/bin/true"])
+    wait_for(pid, 10)
+    r = run([env.crd, "dump", "-t", str(pid), "-D", env.tmpdir])
+    assert r.code == 1, f"dump returned {r.code}"
+    assert f"pid {pid}: no such process" in r.out, f"unclear error: {r.out}"
+    assert not os.listdir(env.tmpdir), "files left in the image directory"
+
+
+def dump_unsupported_fd(env):
+    """a tree holding a socket: dump fails naming it, the tree keeps running"""
+    py = shutil.which("python3")
+    work = os.path.join(env.tmpdir, "work")
+    os.mkdir(work)
+    pid = spawn([py, "-c", "import socket, time\n"
+                 "s = socket.socket()\n"
+                 "open('ready', 'w').close()\n"
+                 "n = 0\n"
+                 "while True:\n"
+                 "    n += 1; time.sleep(0.01)\n"], cwd=work)
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(os.path.join(work, "ready")):
+            assert time.time() < deadline and alive(pid), "helper did not start"
+            time.sleep(0.01)
+        before = maps_of(pid)
+        img = os.path.join(env.tmpdir, "img")
+        os.mkdir(img)
+        r = run([env.crd, "dump", "-t", str(pid), "-D", img])
+        assert r.code == 1, f"dump returned {r.code}: {r.out}"
+        assert f"pid {pid} fd" in r.out and "unsupported file type socket:" in r.out, \
+            f"unclear error: {r.out}"
+        assert alive(pid) and proc_status(pid, "TracerPid") == "0", "tree not released"
+        assert maps_of(pid) == before, "the failed dump left its mark in the address space"
+        assert not os.listdir(img), f"failed dump left files: {os.listdir(img)}"
+    finally:
+        kill_tree(pid)
+
+
+def corrupt_images(env):
+    """every image file truncated, bit-flipped or missing: clear error, nothing created"""
+    t = Zdtm(env, "pipe_data")
+    try:
+        t.start()
+        img = t.imgdir()
+        t.dump(img)
+        assert wait_for(t.pid, 10) is not None
+        pids = [int(f[5:-4]) for f in os.listdir(img) if f.startswith("task-")]
+        files = sorted(os.listdir(img))
+        n = 0
+        for name in files:
+            size = os.path.getsize(os.path.join(img, name))
+            variants = [("missing", None), ("empty", 0), ("header cut", 10),
+                        ("half", size // 2), ("last byte cut", size - 1),
+                        ("flip header", ("flip", 5)), ("flip middle", ("flip", size // 2)),
+                        ("flip end", ("flip", size - 1)), ("appended", ("append", 0))]
+            for what, how in variants:
+                bad = os.path.join(env.tmpdir, f"bad{n}")
+                n += 1
+                shutil.copytree(img, bad)
+                path = os.path.join(bad, name)
+                if how is None:
+                    os.unlink(path)
+                elif isinstance(how, int):
+                    os.truncate(path, how)
+                else:
+                    with open(path, "r+b") as f:
+                        if how[0] == "flip":
+                            f.seek(how[1])
+                            b = f.read(1)
+                            f.seek(how[1])
+                            f.write(bytes([b[0] ^ 0x10]))
+                        else:
+                            f.seek(0, 2)
+                            f.write(b"junk")
+                r = run([env.crd, "restore", "-D", bad])
+                assert r.code == 1, f"{name} {what}: restore returned {r.code}: {r.out}"
+                assert name in r.out, f"{name} {what}: error does not name the file: {r.out}"
+                for p in pids:
+                    assert not alive(p), f"{name} {what}: process {p} was created"
+                shutil.rmtree(bad)
+        # and the intact images still restore
+        r = t.crd("restore", "-D", img, "--detach")
+        assert r.code == 0, f"restore of the intact images failed: {r.out}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+
+
+ZDTM_PROGS = ["mem_random", "mem_sparse", "file_maps", "threads_regs", "fork_tree", "files",
+              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read"]
+
+
+def zdtm_cases():
+    cases = []
+    for p in ZDTM_PROGS:
+        cases.append((f"zdtm/{p}/plain", lambda env, p=p: zdtm_plain(env, p)))
+        cases.append((f"zdtm/{p}/corrupt-detected", lambda env, p=p: zdtm_corrupt_detected(env, p)))
+        cases.append((f"zdtm/{p}/dump-restore", lambda env, p=p: zdtm_kill_detach(env, p)))
+        cases.append((f"zdtm/{p}/leave-running-redump",
+                      lambda env, p=p: zdtm_leave_redump(env, p)))
+    for p in ["files", "fork_tree", "signals"]:
+        cases.append((f"zdtm/{p}/restore-as-parent", lambda env, p=p: zdtm_kill_wait(env, p)))
+    for p in ["fork_tree", "threads_regs"]:
+        cases.append((f"zdtm/{p}/cgroup-freezer", lambda env, p=p: zdtm_cgroup_freezer(env, p)))
+    cases += [("restore/pidns-while-running", pidns_while_running),
+              ("restore/busy-pids-refused", busy_pids_refused),
+              ("restore/corrupt-images", corrupt_images),
+              ("dump/missing-pid", dump_missing_pid),
+              ("dump/unsupported-fd", dump_unsupported_fd)]
+    return cases
+
+
+def module_cases(srcdir):
+    cases = []
+    for path in sorted(glob.glob(os.path.join(srcdir, "tests", "cases_*.py"))):
+        name = os.path.basename(path)[:-3]
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        cases += [(f"{name[6:]}/{n}", fn) for n, fn in getattr(mod, "CASES", [])]
+    return cases
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--builddir", default=os.getcwd())
+    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("filters", nargs="*", help="run only cases whose name contains one of these")
+    args = ap.parse_args()
+
+    if os.geteuid() != 0:
+        print("the crd tests need root")
+        print("0 passed, 1 failed")
+        return 1
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    srcdir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = Env()
+    env.builddir = os.path.abspath(args.builddir)
+    env.srcdir = srcdir
+    env.crd = os.path.join(env.builddir, "crd", "crd")
+    env.zdtm = os.path.join(env.builddir, "tests", "zdtm")
+    cases = zdtm_cases() + module_cases(srcdir)
+    if args.filters:
+        cases = [c for c in cases if any(f in c[0] for f in args.filters)]
+    passed = failed = skipped = 0
+    top = tempfile.mkdtemp(prefix="crd-tests-")
+    for i, (name, fn) in enumerate(cases):
+        env.tmpdir = os.path.join(top, f"case{i}")
+        os.mkdir(env.tmpdir)
+        t0 = time.time()
+        try:
+            fn(env)
+            passed += 1
+            print(f"PASS {name} ({time.time() - t0:.1f}s)", flush=True)
+        except unittest.SkipTest as e:
+            skipped += 1
+            print(f"SKIP {name}: {e}", flush=True)
+        except Exception as e:
+            failed += 1
+            msg = str(e) or type(e).__name__
+            print(f"FAIL {name}: {msg}", flush=True)
+            if args.verbose:
+                traceback.print_exc()
+        shutil.rmtree(env.tmpdir, ignore_errors=True)
+        reap_some()
+    shutil.rmtree(top, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed, {skipped} skipped", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
