@@ -283,6 +283,7 @@ static int fill_threads(const Crd__TaskEntry *te, char *base, const struct layou
 			t->rseq_len = e->rseq_len;
 			t->rseq_sig = e->rseq_sig;
 		}
+		t->clear_tid = e->has_clear_child_tid ? e->clear_child_tid : 0;
 		t->stack_top = (uint64_t)area + RST_STACK_SIZE;
 		t->frame = t->stack_top;
 		snprintf(t->comm, sizeof(t->comm), "%s", e->comm);

@@ -191,6 +191,21 @@ static int dump_altstack(struct infect *inf, Crd__ThreadEntry *e)
 	return 0;
 }
 
+/* pthread_join() waits for the kernel to clear this word when the thread exits */
+static int dump_clear_tid(struct infect *inf, Crd__ThreadEntry *e)
+{
+	uint64_t addr;
+	long r = infect_syscall(inf, __NR_prctl, PR_GET_TID_ADDRESS, inf->scratch, 0, 0, 0, 0);
+
+	if (r || infect_scratch_read(inf, &addr, sizeof(addr))) {
+		pr_err("tid %d: can't read its clear_child_tid address\n", inf->tid);
+		return r ? r : -EIO;
+	}
+	e->has_clear_child_tid = true;
+	e->clear_child_tid = addr;
+	return 0;
+}
+
 /* Everything that is asked inside the task. */
 static int dump_infected(struct dump_ctx *ctx, struct dtask *t)
 {
@@ -225,6 +240,8 @@ static int dump_infected(struct dump_ctx *ctx, struct dtask *t)
 			ret = infect_switch(&inf, &t->threads[i]);
 		if (!ret)
 			ret = dump_altstack(&inf, te->threads[i]);
+		if (!ret)
+			ret = dump_clear_tid(&inf, te->threads[i]);
 	}
 	ret2 = infect_stop(&inf);
 	return ret ? ret : ret2;

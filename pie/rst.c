@@ -245,6 +245,7 @@ static void __attribute__((noreturn)) restore_thread(struct rst_args *a, long id
 	if (t->rseq_addr)
 		check(a, sys4(__NR_rseq, t->rseq_addr, t->rseq_len, 0, t->rseq_sig),
 		      "rseq registration");
+	sys1(__NR_set_tid_address, t->clear_tid);
 	check(a, sys2(__NR_arch_prctl, ARCH_SET_FS, t->fs_base), "set fs base");
 	check(a, sys2(__NR_arch_prctl, ARCH_SET_GS, t->gs_base), "set gs base");
 	check(a, sys2(__NR_prctl, PR_SET_NAME, t->comm), "set comm");

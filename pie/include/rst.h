@@ -48,6 +48,7 @@ struct rst_thread {
 	uint64_t rseq_addr;
 	uint32_t rseq_len;
 	uint32_t rseq_sig;
+	uint64_t clear_tid;	/* set_tid_address() */
 	uint64_t frame;		/* struct rst_sigframe: rsp = frame + 8 for rt_sigreturn */
 	uint64_t stack_top;
 	char comm[16];
