@@ -352,6 +352,8 @@ static void __attribute__((noreturn)) ns_init(struct restore_ctx *ctx)
 		rst_fail(ctx);
 		_exit(1);
 	}
+	/* hold none of the tree's files: a pipe reader must see its EOF */
+	close_range(0, ~0U, 0);
 	while ((pid = wait(&status)) > 0 || errno == EINTR)
 		if (pid == root)
 			code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -635,6 +637,10 @@ int cr_restore(const struct restore_opts *opts)
 	sigprocmask(SIG_SETMASK, &all, &old);
 	child = create_tree(&ctx);
 	ret = child < 0 ? -errno : finish_tree(&ctx, child);
+	/* the tree has its files: drop ours, or pipe readers would never see EOF */
+	close_range(log_get_fd() + 1, ~0U, 0);
+	for (i = 0; i < ctx.nr_tasks; i++)
+		ctx.tasks[i].pages_fd = -1;
 	if (ret) {
 		pr_err("restore from %s failed\n", opts->dir);
 		kill_tree(&ctx, child);
