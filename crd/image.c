@@ -160,7 +160,7 @@ static int img_map(int dirfd, const char *name, int type, struct img_hdr *hdr,
 		goto out;
 	}
 	if (st.st_size >= (off_t)sizeof(*hdr)) {
-		map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 		if (map == MAP_FAILED) {
 			ret = -errno;
 			pr_perror("%s: can't map", name);
