@@ -612,12 +612,9 @@ int cr_restore(const struct restore_opts *opts)
 	size_t i;
 	int ret;
 
-	ctx.dirfd = open(opts->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ctx.dirfd < 0) {
-		ret = -errno;
-		pr_perror("can't open the image directory %s", opts->dir);
-		return ret;
-	}
+	ctx.dirfd = img_open_dir(opts->dir);
+	if (ctx.dirfd < 0)
+		return ctx.dirfd;
 	ret = load_images(&ctx);
 	if (!ret)
 		ret = check_tree(&ctx);

@@ -32,6 +32,17 @@ static const char *img_type_str(enum img_type t)
 	return "unknown";
 }
 
+int img_open_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0) {
+		fd = -errno;
+		pr_perror("can't open the image directory %s", path);
+	}
+	return fd;
+}
+
 void img_task_name(char *buf, size_t len, uint32_t pid)
 {
 	snprintf(buf, len, "task-%u.img", pid);

@@ -198,6 +198,11 @@ class Zdtm:
         assert r.code == 0, f"dump failed ({r.code}): {r.out}"
         return r
 
+    def dump_kill(self, img, *extra):
+        """dump, which must kill the tree"""
+        self.dump(img, *extra)
+        assert wait_for(self.pid, 10) is not None, "the dump did not kill the tree"
+
     def finish(self, pid, timeout=60):
         os.kill(pid, signal.SIGUSR2)
         st = wait_for(pid, timeout)
@@ -222,9 +227,7 @@ def zdtm_kill_detach(env, prog):
     try:
         t.start()
         img = t.imgdir()
-        t.dump(img)
-        st = wait_for(t.pid, 10)
-        assert st is not None, "dump did not kill the tree"
+        t.dump_kill(img)
         r = t.crd("restore", "-D", img, "--detach")
         assert r.code == 0, f"restore failed ({r.code}): {r.out}"
         assert int(r.out.split()[-1]) == t.pid, f"restore printed {r.out!r}"
@@ -239,8 +242,7 @@ def zdtm_kill_wait(env, prog):
     try:
         t.start()
         img = t.imgdir()
-        t.dump(img)
-        assert wait_for(t.pid, 10) is not None, "dump did not kill the tree"
+        t.dump_kill(img)
         out = os.path.join(env.tmpdir, "restore.log")
         rpid = spawn([env.crd, "restore", "-D", img], out=out)
         deadline = time.time() + 60
@@ -271,8 +273,7 @@ def zdtm_leave_redump(env, prog):
         assert not proc_status(t.pid, "State").startswith("t"), "the tree is still stopped"
         assert maps_of(t.pid) == before, "the dump left its mark in the address space"
         img = t.imgdir("img2")
-        t.dump(img)
-        assert wait_for(t.pid, 10) is not None, "second dump did not kill the tree"
+        t.dump_kill(img)
         r = t.crd("restore", "-D", img, "--detach")
         assert r.code == 0, f"restore failed ({r.code}): {r.out}"
         t.finish(t.pid)
@@ -310,8 +311,7 @@ def zdtm_cgroup_freezer(env, prog):
     try:
         t.start()
         img = t.imgdir()
-        t.dump(img, "--freezer=cgroup")
-        assert wait_for(t.pid, 10) is not None, "dump did not kill the tree"
+        t.dump_kill(img, "--freezer=cgroup")
         assert not glob.glob("/sys/fs/cgroup/freezer/crd-*"), "freezer cgroup left behind"
         r = t.crd("restore", "-D", img, "--detach")
         assert r.code == 0, f"restore failed ({r.code}): {r.out}"
@@ -403,14 +403,34 @@ def dump_unsupported_fd(env):
         kill_tree(pid)
 
 
+def dump_disk_full(env):
+    """the image directory fills up mid-dump: clear error, tree unharmed, nothing left"""
+    t = Zdtm(env, "mem_random", {"ZDTM_MEM_MB": "64"})
+    img = t.imgdir()
+    r = run(["/bin/mount", "-t", "tmpfs", "-o", "size=16m", "crd-test-full", img])
+    assert r.code == 0, f"can't mount a small tmpfs: {r.out}"
+    try:
+        t.start()
+        before = maps_of(t.pid)
+        r = t.crd("dump", "-t", str(t.pid), "-D", img)
+        assert r.code == 1, f"dump into a full disk returned {r.code}: {r.out}"
+        assert "No space left on device" in r.out, f"unclear error: {r.out}"
+        assert alive(t.pid) and proc_status(t.pid, "TracerPid") == "0", "tree not released"
+        assert maps_of(t.pid) == before, "the failed dump left its mark"
+        assert not os.listdir(img), f"partial images left: {os.listdir(img)}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+        run(["/bin/umount", img])
+
+
 def corrupt_images(env):
     """every image file truncated, bit-flipped or missing: clear error, nothing created"""
     t = Zdtm(env, "pipe_data")
     try:
         t.start()
         img = t.imgdir()
-        t.dump(img)
-        assert wait_for(t.pid, 10) is not None
+        t.dump_kill(img)
         pids = [int(f[5:-4]) for f in os.listdir(img) if f.startswith("task-")]
         files = sorted(os.listdir(img))
         n = 0
@@ -473,6 +493,7 @@ def zdtm_cases():
               ("restore/busy-pids-refused", busy_pids_refused),
               ("restore/corrupt-images", corrupt_images),
               ("dump/missing-pid", dump_missing_pid),
+              ("dump/disk-full", dump_disk_full),
               ("dump/unsupported-fd", dump_unsupported_fd)]
     return cases
 

@@ -35,6 +35,9 @@ struct img_hdr {
 
 #define IMG_INVENTORY_NAME	"inventory.img"
 
+/* Open an image directory; -errno after logging why it can't be. */
+int img_open_dir(const char *path);
+
 /* "task-PID.img" / "pages-PID.img" into buf */
 void img_task_name(char *buf, size_t len, uint32_t pid);
 void img_pages_name(char *buf, size_t len, uint32_t pid);
