@@ -133,6 +133,8 @@ static int write_inventory(struct dump_ctx *ctx)
 			e->threads[e->n_threads++] = t->threads[j].tid;
 		inv.tasks[inv.n_tasks++] = e;
 	}
+	inv.shmems = ctx->shmems;
+	inv.n_shmems = ctx->nr_shmems;
 	ret = file_table_fill_inventory(ctx->ft, &inv);
 	if (ret)
 		return ret;
@@ -162,6 +164,10 @@ static void remove_images(struct dump_ctx *ctx)
 		img_task_name(name, sizeof(name), ctx->tasks[i].pid);
 		unlinkat(ctx->dirfd, name, 0);
 		img_pages_name(name, sizeof(name), ctx->tasks[i].pid);
+		unlinkat(ctx->dirfd, name, 0);
+	}
+	for (i = 0; i < ctx->nr_shmems; i++) {
+		img_shmem_name(name, sizeof(name), ctx->shmems[i]->id);
 		unlinkat(ctx->dirfd, name, 0);
 	}
 }

@@ -111,24 +111,29 @@ static bool page_is_zero(const char *p)
 	return true;
 }
 
-static int add_page(struct pages_out *po, uint64_t vaddr)
+/* Append the page at addr to a list of runs, extending the last run if it can. */
+static int run_append(struct arena *a, Crd__PageRun ***runs, size_t *n, size_t *cap,
+		      uint64_t addr)
 {
-	Crd__TaskEntry *te = po->te;
-	Crd__PageRun *r = te->n_pages ? te->pages[te->n_pages - 1] : NULL;
+	Crd__PageRun *r = *n ? (*runs)[*n - 1] : NULL;
 
-	if (r && r->vaddr + r->nr_pages * PAGE_SIZE == vaddr) {
+	if (r && r->vaddr + r->nr_pages * PAGE_SIZE == addr) {
 		r->nr_pages++;
 		return 0;
 	}
-	r = arena_alloc(po->a, sizeof(*r));
-	if (!r || arena_grow(po->a, (void **)&te->pages, &po->cap_runs, te->n_pages + 1,
-			     sizeof(*te->pages)))
+	r = arena_alloc(a, sizeof(*r));
+	if (!r || arena_grow(a, (void **)runs, cap, *n + 1, sizeof(**runs)))
 		return -ENOMEM;
 	crd__page_run__init(r);
-	r->vaddr = vaddr;
+	r->vaddr = addr;
 	r->nr_pages = 1;
-	te->pages[te->n_pages++] = r;
+	(*runs)[(*n)++] = r;
 	return 0;
+}
+
+static int add_page(struct pages_out *po, uint64_t vaddr)
+{
+	return run_append(po->a, &po->te->pages, &po->te->n_pages, &po->cap_runs, vaddr);
 }
 
 /*
@@ -257,44 +262,91 @@ static int dump_private_vma(struct pages_out *po, struct mem_reader *mr, Crd__Vm
 	return read_batch(po, mr, n, readable);
 }
 
-static int dump_shared_vma(struct pages_out *po, struct mem_reader *mr, Crd__VmaEntry *v)
+static Crd__ShmemEntry *find_shmem(struct dump_ctx *ctx, uint64_t id)
 {
-	char path[96];
-	uint64_t addr = v->start, off = 0;
-	int fd, ret = 0;
+	size_t i;
 
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", mr->pid, v->start, v->end);
+	for (i = 0; i < ctx->nr_shmems; i++)
+		if (ctx->shmems[i]->id == id)
+			return ctx->shmems[i];
+	return NULL;
+}
+
+/* Copy the non-zero pages of the object behind fd into w, noting them in e. */
+static int copy_shmem(struct dump_ctx *ctx, int fd, Crd__ShmemEntry *e,
+		      struct img_pages_writer *w, char *buf)
+{
+	size_t cap = 0;
+	uint64_t off;
+	int ret = 0;
+
+	for (off = 0; !ret && off < e->size; off += BUF_SIZE) {
+		size_t len = e->size - off < BUF_SIZE ? e->size - off : BUF_SIZE, i;
+		ssize_t r = pread_all(fd, buf, len, off);
+
+		if (r < (ssize_t)len) {
+			pr_err("shared memory %s: short read at %lu\n", e->name, off);
+			return -EIO;
+		}
+		for (i = 0; !ret && i < len; i += PAGE_SIZE) {
+			if (page_is_zero(buf + i))
+				continue;
+			ret = run_append(&ctx->arena, &e->pages, &e->n_pages, &cap, off + i);
+			if (!ret)
+				ret = img_pages_write(w, buf + i, PAGE_SIZE);
+		}
+	}
+	return ret;
+}
+
+/*
+ * A shared memory object without a path (shared anonymous memory, memfd,
+ * deleted file): its contents go to shmem-ID.img once, whoever maps it.
+ */
+static int dump_shmem(struct dump_ctx *ctx, pid_t pid, const Crd__VmaEntry *v)
+{
+	struct img_pages_writer w;
+	Crd__ShmemEntry *e;
+	char path[96], name[64], *buf;
+	struct stat st;
+	int fd, ret;
+
+	if (find_shmem(ctx, v->shmid))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", pid, v->start, v->end);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	if (fd < 0 || fstat(fd, &st)) {
 		ret = -errno;
-		pr_perror("pid %d: can't open %s", mr->pid, path);
+		pr_perror("pid %d: can't open the shared memory mapped at %#lx", pid, v->start);
+		if (fd >= 0)
+			close(fd);
 		return ret;
 	}
-	while (!ret && addr < v->end) {
-		size_t n = (v->end - addr) / PAGE_SIZE, i;
-		char *dst;
-		ssize_t r;
-
-		if (!out_room(po)) {
-			ret = out_flush(po);
-			continue;
-		}
-		if (n > out_room(po))
-			n = out_room(po);
-		dst = po->buf[po->cur].data + po->buf[po->cur].len;
-		r = pread_all(fd, dst, n * PAGE_SIZE, v->pgoff + off);
-		if (r != (ssize_t)(n * PAGE_SIZE)) {
-			pr_err("pid %d: short read of shared memory %s\n", mr->pid, path);
-			ret = -EIO;
-			break;
-		}
-		for (i = 0; i < n; i++)
-			mr->vaddrs[i] = addr + i * PAGE_SIZE;
-		ret = out_commit(po, mr->vaddrs, n);
-		addr += n * PAGE_SIZE;
-		off += n * PAGE_SIZE;
+	e = arena_alloc(&ctx->arena, sizeof(*e));
+	buf = malloc(BUF_SIZE);
+	if (!e || !buf || arena_grow(&ctx->arena, (void **)&ctx->shmems, &ctx->cap_shmems,
+				     ctx->nr_shmems + 1, sizeof(*ctx->shmems))) {
+		free(buf);
+		close(fd);
+		return -ENOMEM;
 	}
+	crd__shmem_entry__init(e);
+	e->id = v->shmid;
+	e->size = st.st_size;
+	e->name = v->path ? v->path : "shared anonymous memory";
+	img_shmem_name(name, sizeof(name), e->id);
+	ret = img_pages_create(ctx->dirfd, name, &w);
+	if (!ret) {
+		ret = copy_shmem(ctx, fd, e, &w, buf);
+		if (!ret)
+			ret = img_pages_finish(&w);
+		else
+			img_pages_abort(&w);
+	}
+	free(buf);
 	close(fd);
+	if (!ret)
+		ctx->shmems[ctx->nr_shmems++] = e;
 	return ret;
 }
 
@@ -336,22 +388,30 @@ static int classify_vma(struct vma_collect *vc, const struct proc_vma *pv, Crd__
 		pr_err("pid %d: unsupported mapping %s at %#lx\n", pid, pv->path, pv->start);
 		return -ENOTSUP;
 	}
-	if (!pv->path[0] || (pv->shared && pv->deleted && !strcmp(pv->path, "/dev/zero"))) {
+	if (!pv->path[0]) {
 		v->flags |= MAP_ANONYMOUS;
-		v->kind = pv->shared ? CRD__VMA_KIND__VMA_ANON_SHARED
-				     : CRD__VMA_KIND__VMA_ANON_PRIVATE;
-		if (pv->shared) {
-			v->has_shmid = true;
-			v->shmid = pv->ino;
-			v->has_pgoff = true;
-			v->pgoff = pv->pgoff;
-		}
+		v->kind = CRD__VMA_KIND__VMA_ANON_PRIVATE;
 		return 0;
 	}
-	if (pv->deleted || !strncmp(pv->path, "/SYSV", 5) || !strncmp(pv->path, "/memfd:", 7)) {
-		pr_err("pid %d: mapping of %s%s at %#lx is not supported yet\n", pid, pv->path,
-		       pv->deleted ? " (deleted)" : "", pv->start);
+	if (!strncmp(pv->path, "/SYSV", 5)) {
+		pr_err("pid %d: System V shared memory at %#lx is not supported yet\n", pid,
+		       pv->start);
 		return -ENOTSUP;
+	}
+	if (pv->deleted || !strncmp(pv->path, "/memfd:", 7)) {
+		/* no path leads to it: its contents go into the image (dump_shmem) */
+		v->has_shmid = v->has_pgoff = true;
+		v->shmid = pv->ino;
+		v->pgoff = pv->pgoff;
+		v->path = arena_strdup(&vc->ctx->arena, pv->path);
+		if (pv->shared && !strcmp(pv->path, "/dev/zero")) {
+			v->flags |= MAP_ANONYMOUS;
+			v->kind = CRD__VMA_KIND__VMA_ANON_SHARED;
+		} else {
+			v->kind = pv->shared ? CRD__VMA_KIND__VMA_FILE_SHARED
+					     : CRD__VMA_KIND__VMA_FILE_PRIVATE;
+		}
+		return v->path ? 0 : -ENOMEM;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", pid, pv->start, pv->end);
 	if (stat(path, &st)) {
@@ -401,6 +461,7 @@ static bool vma_has_pages(const Crd__VmaEntry *v)
 	case CRD__VMA_KIND__VMA_VDSO:
 	case CRD__VMA_KIND__VMA_VSYSCALL:
 	case CRD__VMA_KIND__VMA_FILE_SHARED:
+	case CRD__VMA_KIND__VMA_ANON_SHARED:
 		return false;
 	default:
 		return true;
@@ -442,11 +503,9 @@ static int write_pages(struct dump_ctx *ctx, struct dtask *t, struct pages_out *
 	for (i = 0; !ret && i < te->n_vmas; i++) {
 		Crd__VmaEntry *v = te->vmas[i];
 
-		if (!vma_has_pages(v))
-			continue;
-		if (v->kind == CRD__VMA_KIND__VMA_ANON_SHARED)
-			ret = dump_shared_vma(po, mr, v);
-		else
+		if (v->has_shmid)
+			ret = dump_shmem(ctx, t->pid, v);
+		if (!ret && vma_has_pages(v))
 			ret = dump_private_vma(po, mr, v);
 	}
 	if (!ret)

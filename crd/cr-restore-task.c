@@ -162,7 +162,18 @@ static int fill_vmas(struct restore_ctx *ctx, const Crd__TaskEntry *te, char *ba
 		fds[i] = -1;
 		if (vma_is_special(v))
 			continue;
-		if (v->kind == CRD__VMA_KIND__VMA_FILE_PRIVATE ||
+		rv->flags = v->flags;
+		if (v->has_shmid) {
+			/* the object's memfd, shared with every other mapper */
+			rv->fd = shmem_fd(ctx, v->shmid);
+			rv->flags &= ~MAP_ANONYMOUS;
+			if (rv->fd < 0) {
+				pr_err("pid %u: shared memory %lu at %#lx is missing from the "
+				       "inventory\n", te->pid, v->shmid, v->start);
+				free(fds);
+				return -EINVAL;
+			}
+		} else if (v->kind == CRD__VMA_KIND__VMA_FILE_PRIVATE ||
 		    v->kind == CRD__VMA_KIND__VMA_FILE_SHARED) {
 			fds[i] = open_vma_file(ctx, te, v, i, fds);
 			if (fds[i] < 0) {
@@ -175,9 +186,9 @@ static int fill_vmas(struct restore_ctx *ctx, const Crd__TaskEntry *te, char *ba
 		rv->start = v->start;
 		rv->end = v->end;
 		rv->prot = v->prot;
-		rv->flags = v->flags;
-		rv->fd = fds[i];
-		rv->pgoff = v->has_pgoff && fds[i] >= 0 ? v->pgoff : 0;
+		if (!v->has_shmid)
+			rv->fd = fds[i];
+		rv->pgoff = v->has_pgoff && rv->fd >= 0 ? v->pgoff : 0;
 		/* runs are sorted like the VMAs: does one fall into this VMA? */
 		while (r < a->n_runs && rr[r].vaddr < v->start)
 			r++;

@@ -231,7 +231,7 @@ static int setup_fds(struct restore_ctx *ctx)
 		ctx->tasks[i].pages_fd = fd;
 		ctx->fd_free = fd + 1;
 	}
-	return 0;
+	return restore_shmems(ctx);
 }
 
 /* ------------------------------------------------------------------ tree */
@@ -661,6 +661,7 @@ out:
 			crd__task_entry__free_unpacked(ctx.tasks[i].te, NULL);
 	}
 	free(ctx.tasks);
+	free(ctx.shmems);
 	if (ctx.inv)
 		crd__inventory__free_unpacked(ctx.inv, NULL);
 	close(ctx.dirfd);

@@ -53,6 +53,11 @@ void img_pages_name(char *buf, size_t len, uint32_t pid)
 	snprintf(buf, len, "pages-%u.img", pid);
 }
 
+void img_shmem_name(char *buf, size_t len, uint64_t id)
+{
+	snprintf(buf, len, "shmem-%llu.img", (unsigned long long)id);
+}
+
 static int write_tmp_and_rename(int dirfd, const char *name, const void *buf, size_t len)
 {
 	char tmp[PATH_MAX];

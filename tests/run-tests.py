@@ -199,9 +199,14 @@ class Zdtm:
         return r
 
     def dump_kill(self, img, *extra):
-        """dump, which must kill the tree"""
+        """dump, which must kill the tree: every process of it is gone after"""
         self.dump(img, *extra)
+        pids = [int(f[5:-4]) for f in os.listdir(img) if f.startswith("task-")]
         assert wait_for(self.pid, 10) is not None, "the dump did not kill the tree"
+        deadline = time.time() + 10
+        while any(alive(p) or os.path.exists(f"/proc/{p}") for p in pids):
+            assert time.time() < deadline, "the dump did not kill the whole tree"
+            time.sleep(0.005)
 
     def finish(self, pid, timeout=60):
         os.kill(pid, signal.SIGUSR2)
@@ -474,7 +479,7 @@ def corrupt_images(env):
 
 
 ZDTM_PROGS = ["mem_random", "mem_sparse", "file_maps", "threads_regs", "fork_tree", "files",
-              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read"]
+              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm"]
 
 
 def zdtm_cases():

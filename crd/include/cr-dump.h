@@ -44,6 +44,9 @@ struct dump_ctx {
 	struct file_table *ft;
 	uint64_t zero_pfn;
 	char cgroup[256];		/* our freezer cgroup, "" when not used */
+	Crd__ShmemEntry **shmems;	/* shared memory objects dumped so far */
+	size_t nr_shmems;
+	size_t cap_shmems;
 };
 
 /* cr-freeze.c */

@@ -38,6 +38,11 @@ struct rst_shared {
 	struct rst_task_state task[];
 };
 
+struct rshmem {
+	uint64_t id;
+	int fd;			/* a memfd with the object's contents */
+};
+
 struct restore_ctx {
 	const struct restore_opts *opts;
 	int dirfd;
@@ -46,12 +51,18 @@ struct restore_ctx {
 	size_t nr_tasks;
 	size_t nr_threads;
 	struct fd_restore *fr;
+	struct rshmem *shmems;
+	size_t nr_shmems;
 	int fd_base;		/* first restore-internal fd */
 	int fd_free;		/* first fd nothing uses yet (per process) */
 	struct rst_shared *sh;
 	size_t sh_len;
 	uint64_t vdso_size[3];	/* this kernel's [vvar], [vvar_vclock], [vdso] */
 };
+
+/* cr-restore-shmem.c: shared memory objects as memfds, before the tree exists */
+int restore_shmems(struct restore_ctx *ctx);
+int shmem_fd(const struct restore_ctx *ctx, uint64_t id);
 
 /* cr-restore-task.c: runs in a restored process; returns only on failure */
 int restore_task_prepare(struct restore_ctx *ctx, size_t idx, void **args, void **stack);

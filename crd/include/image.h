@@ -38,9 +38,10 @@ struct img_hdr {
 /* Open an image directory; -errno after logging why it can't be. */
 int img_open_dir(const char *path);
 
-/* "task-PID.img" / "pages-PID.img" into buf */
+/* "task-PID.img" / "pages-PID.img" / "shmem-ID.img" into buf */
 void img_task_name(char *buf, size_t len, uint32_t pid);
 void img_pages_name(char *buf, size_t len, uint32_t pid);
+void img_shmem_name(char *buf, size_t len, uint64_t id);
 
 /*
  * Metadata images.  Writers write NAME.tmp and rename it into place.  Readers
