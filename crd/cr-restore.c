@@ -517,8 +517,8 @@ static int wait_sigreturns(struct restore_ctx *ctx, struct finish *f, pid_t chil
 	return 0;
 }
 
-/* Inject munmap of the blob's region into one stopped thread of each process. */
-static int unmap_blob(struct restore_ctx *ctx, pid_t tid, size_t idx)
+/* Run one syscall in a thread stopped after its sigreturn, registers kept. */
+static long run_syscall(pid_t tid, uint64_t ip, long nr, long a1, long a2)
 {
 	struct user_regs_struct regs, r;
 	int status, i;
@@ -526,29 +526,45 @@ static int unmap_blob(struct restore_ctx *ctx, pid_t tid, size_t idx)
 	if (ptrace(PTRACE_GETREGS, tid, 0, &regs))
 		return -errno;
 	r = regs;
-	r.rip = ctx->sh->task[idx].blob_start + restorer_blob_sigreturn;
-	r.rax = __NR_munmap;
+	r.rip = ip;
+	r.rax = nr;
 	r.orig_rax = -1;
-	r.rdi = ctx->sh->task[idx].blob_start;
-	r.rsi = ctx->sh->task[idx].blob_len;
+	r.rdi = a1;
+	r.rsi = a2;
 	if (ptrace(PTRACE_SETREGS, tid, 0, &r))
 		return -errno;
+	/* to the syscall's entry, then to its exit */
 	for (i = 0; i < 2; i++) {
 		if (ptrace(PTRACE_SYSCALL, tid, 0, 0) || waitpid(tid, &status, __WALL) != tid)
 			return -errno;
 		if (!WIFSTOPPED(status) || WSTOPSIG(status) != (SIGTRAP | 0x80)) {
-			pr_err("tid %d: unexpected stop %#x while unmapping the restorer\n", tid,
-			       status);
+			pr_err("tid %d: unexpected stop %#x in syscall %ld\n", tid, status, nr);
 			return -EIO;
 		}
 	}
-	if (ptrace(PTRACE_GETREGS, tid, 0, &r))
+	if (ptrace(PTRACE_GETREGS, tid, 0, &r) || ptrace(PTRACE_SETREGS, tid, 0, &regs))
 		return -errno;
-	if (r.rax) {
-		pr_err("tid %d: munmap of the restorer failed: %s\n", tid, strerror(-r.rax));
-		return -EIO;
+	return r.rax;
+}
+
+/*
+ * The last traces of the restore in each process: the blob's region, and
+ * crd's log, kept open until now for the blob's error reports.
+ */
+static int clean_process(struct restore_ctx *ctx, pid_t tid, size_t idx)
+{
+	uint64_t start = ctx->sh->task[idx].blob_start;
+	uint64_t ip = start + restorer_blob_sigreturn;
+	long ret;
+
+	ret = run_syscall(tid, ip, __NR_close, log_get_fd(), 0);
+	if (!ret)
+		ret = run_syscall(tid, ip, __NR_munmap, start, ctx->sh->task[idx].blob_len);
+	if (ret) {
+		pr_err("tid %d: can't remove the restorer: %s\n", tid, strerror(-ret));
+		return ret < 0 ? ret : -EIO;
 	}
-	return ptrace(PTRACE_SETREGS, tid, 0, &regs) ? -errno : 0;
+	return 0;
 }
 
 static int finish_tree(struct restore_ctx *ctx, pid_t child)
@@ -566,7 +582,7 @@ static int finish_tree(struct restore_ctx *ctx, pid_t child)
 		ret = wait_sigreturns(ctx, &f, child);
 	}
 	for (i = 0; !ret && i < ctx->nr_tasks; i++)
-		ret = unmap_blob(ctx, ctx->sh->task[i].outer_pid, i);
+		ret = clean_process(ctx, ctx->sh->task[i].outer_pid, i);
 	if (ret) {
 		free(f.thr);
 		return ret;

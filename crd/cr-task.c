@@ -191,6 +191,36 @@ static int dump_altstack(struct infect *inf, Crd__ThreadEntry *e)
 	return 0;
 }
 
+/*
+ * Asked inside the task: prlimit() on another user's process needs
+ * CAP_SYS_RESOURCE, which root lacks on these machines.
+ */
+static int dump_rlimits(struct dump_ctx *ctx, struct infect *inf, Crd__TaskEntry *te)
+{
+	size_t cap = 0;
+	int r;
+
+	for (r = 0; r < RLIM_NLIMITS; r++) {
+		struct rlimit rl;
+		Crd__Rlimit *e;
+		long ret = infect_syscall(inf, __NR_prlimit64, 0, r, 0, inf->scratch, 0, 0);
+
+		if (ret || infect_scratch_read(inf, &rl, sizeof(rl))) {
+			pr_err("pid %d: can't read rlimit %d\n", te->pid, r);
+			return ret ? ret : -EIO;
+		}
+		e = arena_alloc(&ctx->arena, sizeof(*e));
+		if (!e || GROW(&ctx->arena, te->rlimits, cap, te->n_rlimits))
+			return -ENOMEM;
+		crd__rlimit__init(e);
+		e->resource = r;
+		e->cur = rl.rlim_cur;
+		e->max = rl.rlim_max;
+		te->rlimits[te->n_rlimits++] = e;
+	}
+	return 0;
+}
+
 /* pthread_join() waits for the kernel to clear this word when the thread exits */
 static int dump_clear_tid(struct infect *inf, Crd__ThreadEntry *e)
 {
@@ -223,6 +253,8 @@ static int dump_infected(struct dump_ctx *ctx, struct dtask *t)
 		ret = dump_itimers(ctx, &inf, te);
 	if (!ret)
 		ret = dump_posix_timers(ctx, &inf, te);
+	if (!ret)
+		ret = dump_rlimits(ctx, &inf, te);
 	if (!ret) {
 		brk = infect_syscall(&inf, __NR_brk, 0, 0, 0, 0, 0, 0);
 		sb = infect_syscall(&inf, __NR_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0, 0);
@@ -245,33 +277,6 @@ static int dump_infected(struct dump_ctx *ctx, struct dtask *t)
 	}
 	ret2 = infect_stop(&inf);
 	return ret ? ret : ret2;
-}
-
-static int dump_rlimits(struct dump_ctx *ctx, Crd__TaskEntry *te)
-{
-	size_t cap = 0;
-	int r;
-
-	for (r = 0; r < RLIM_NLIMITS; r++) {
-		struct rlimit rl;
-		Crd__Rlimit *e;
-
-		if (prlimit(te->pid, r, NULL, &rl)) {
-			int ret = -errno;
-
-			pr_perror("pid %d: can't read rlimit %d", te->pid, r);
-			return ret;
-		}
-		e = arena_alloc(&ctx->arena, sizeof(*e));
-		if (!e || GROW(&ctx->arena, te->rlimits, cap, te->n_rlimits))
-			return -ENOMEM;
-		crd__rlimit__init(e);
-		e->resource = r;
-		e->cur = rl.rlim_cur;
-		e->max = rl.rlim_max;
-		te->rlimits[te->n_rlimits++] = e;
-	}
-	return 0;
 }
 
 static char *read_link(struct arena *a, pid_t pid, const char *name)
@@ -402,8 +407,6 @@ int dump_task_state(struct dump_ctx *ctx, struct dtask *t)
 	ret = dump_mm(ctx, te);
 	if (!ret)
 		ret = dump_infected(ctx, t);
-	if (!ret)
-		ret = dump_rlimits(ctx, te);
 	if (!ret)
 		ret = dump_misc(ctx, te);
 	return ret;

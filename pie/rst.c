@@ -13,6 +13,7 @@
 #include <linux/mman.h>
 #include <linux/prctl.h>
 #include <linux/sched.h>
+#include <linux/securebits.h>
 #include <linux/signal.h>
 
 #include "rst.h"
@@ -209,6 +210,7 @@ static void restore_creds(struct rst_args *a, struct rst_creds *c)
 		{ (uint32_t)c->cap_eff, (uint32_t)c->cap_prm, (uint32_t)c->cap_inh },
 		{ c->cap_eff >> 32, c->cap_prm >> 32, c->cap_inh >> 32 },
 	};
+	uint32_t keep;
 	int cap;
 
 	check(a, sys2(__NR_setgroups, c->ngroups, c->groups), "setgroups");
@@ -218,17 +220,26 @@ static void restore_creds(struct rst_args *a, struct rst_creds *c)
 		if (!(c->cap_bnd & (1ULL << cap)) &&
 		    sys2(__NR_prctl, PR_CAPBSET_READ, cap) == 1)
 			check(a, sys2(__NR_prctl, PR_CAPBSET_DROP, cap), "drop a bounding cap");
-	check(a, sys2(__NR_prctl, PR_SET_KEEPCAPS, 1), "PR_SET_KEEPCAPS");
+	/*
+	 * securebits need CAP_SETPCAP: set them while we have it, with
+	 * KEEP_CAPS so that the uid change keeps the capabilities capset()
+	 * then lowers to the dumped ones.
+	 */
+	keep = c->securebits & SECBIT_KEEP_CAPS_LOCKED ? c->securebits :
+						       c->securebits | SECBIT_KEEP_CAPS;
+	if (sys1(__NR_prctl, PR_GET_SECUREBITS) != keep)
+		check(a, sys2(__NR_prctl, PR_SET_SECUREBITS, keep), "securebits");
 	check(a, sys3(__NR_setresuid, c->uid, c->euid, c->suid), "setresuid");
 	sys1(__NR_setfsuid, c->fsuid);
+	if (!(c->securebits & SECBIT_KEEP_CAPS_LOCKED))
+		check(a, sys2(__NR_prctl, PR_SET_KEEPCAPS, !!(c->securebits & SECBIT_KEEP_CAPS)),
+		      "PR_SET_KEEPCAPS");
 	/* capset can only lower what we have: an image can't raise privileges */
 	check(a, sys2(__NR_capset, &hdr, data), "capset");
 	for (cap = 0; cap < 64; cap++)
 		if (c->cap_amb & (1ULL << cap))
 			check(a, sys5(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0),
 			      "raise an ambient cap");
-	if (sys1(__NR_prctl, PR_GET_SECUREBITS) != c->securebits)
-		check(a, sys2(__NR_prctl, PR_SET_SECUREBITS, c->securebits), "securebits");
 	if (c->no_new_privs)
 		check(a, sys5(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs");
 }
@@ -320,6 +331,8 @@ void restorer_entry(struct rst_args *a)
 	      "PR_SET_MM_MAP");
 	create_threads(a);
 	restore_process_state(a);
-	sys3(__NR_close_range, a->fd_base, ~0U, 0);
+	/* crd's log stays open for our error reports: crd closes it after the sigreturns */
+	sys3(__NR_close_range, a->fd_base, a->log_fd - 1, 0);
+	sys3(__NR_close_range, a->log_fd + 1, ~0U, 0);
 	restore_thread(a, 0);
 }

@@ -71,11 +71,15 @@ def exit_code(status):
     return 128 + os.WTERMSIG(status)
 
 
-def spawn(argv, cwd=None, out=None, env=None):
+def spawn(argv, cwd=None, out=None, env=None, user=None):
     """fork+exec with stdin /dev/null and stdout+stderr to the file out."""
     pid = os.fork()
     if pid == 0:
         try:
+            if user:
+                os.setgroups([])
+                os.setresgid(user, user, user)
+                os.setresuid(user, user, user)
             if cwd:
                 os.chdir(cwd)
             fd = os.open("/dev/null", os.O_RDONLY)
@@ -159,11 +163,16 @@ class Env:
 class Zdtm:
     """One zdtm program in one directory."""
 
-    def __init__(self, env, prog, extra_env=None):
+    def __init__(self, env, prog, extra_env=None, user=None):
         self.env = env
         self.prog = os.path.join(env.zdtm, prog)
         self.work = os.path.join(env.tmpdir, "work")
+        self.user = user
         os.mkdir(self.work)
+        if user:
+            for d in (os.path.dirname(env.tmpdir), env.tmpdir):
+                os.chmod(d, 0o755)
+            os.chown(self.work, user, user)
         self.log = os.path.join(self.work, "test.log")
         self.pid = None
         self.extra_env = extra_env or {}
@@ -171,7 +180,7 @@ class Zdtm:
     def start(self, timeout=120):
         e = dict(os.environ)
         e.update(self.extra_env)
-        self.pid = spawn([self.prog], cwd=self.work, out=self.log, env=e)
+        self.pid = spawn([self.prog], cwd=self.work, out=self.log, env=e, user=self.user)
         deadline = time.time() + timeout
         while not os.path.exists(os.path.join(self.work, "ready")):
             if not alive(self.pid) or time.time() > deadline:
@@ -226,9 +235,9 @@ def maps_of(pid):
         return f.read()
 
 
-def zdtm_kill_detach(env, prog):
+def zdtm_kill_detach(env, prog, user=None):
     """dump (tree killed) -> restore --detach -> verify"""
-    t = Zdtm(env, prog)
+    t = Zdtm(env, prog, user=user)
     try:
         t.start()
         img = t.imgdir()
@@ -236,6 +245,11 @@ def zdtm_kill_detach(env, prog):
         r = t.crd("restore", "-D", img, "--detach")
         assert r.code == 0, f"restore failed ({r.code}): {r.out}"
         assert int(r.out.split()[-1]) == t.pid, f"restore printed {r.out!r}"
+        if user:
+            with open(f"/proc/{t.pid}/status") as f:
+                st = f.read()
+            assert f"Uid:\t{user}\t{user}\t{user}\t{user}" in st and \
+                "CapEff:\t0000000000000000" in st, "restored with other credentials"
         t.finish(t.pid)
     finally:
         t.cleanup()
@@ -492,6 +506,8 @@ def zdtm_cases():
                       lambda env, p=p: zdtm_leave_redump(env, p)))
     for p in ["files", "fork_tree", "signals"]:
         cases.append((f"zdtm/{p}/restore-as-parent", lambda env, p=p: zdtm_kill_wait(env, p)))
+    for p in ["signals", "fork_tree", "threads_regs", "shm"]:
+        cases.append((f"zdtm/{p}/as-nobody", lambda env, p=p: zdtm_kill_detach(env, p, 65534)))
     for p in ["fork_tree", "threads_regs"]:
         cases.append((f"zdtm/{p}/cgroup-freezer", lambda env, p=p: zdtm_cgroup_freezer(env, p)))
     cases += [("restore/pidns-while-running", pidns_while_running),
