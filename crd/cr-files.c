@@ -27,6 +27,7 @@
 #include "arena.h"
 #include "files.h"
 #include "log.h"
+#include "sk-unix.h"
 #include "util.h"
 
 struct ft_file {
@@ -45,6 +46,9 @@ struct file_table {
 	size_t cap_entries;
 	Crd__PipeEntry **pipes;
 	size_t n_pipes, cap_pipes;
+	struct unix_table usk;
+	Crd__UnixSkEntry **sks;
+	size_t n_sks, cap_sks;
 };
 
 struct file_table *file_table_new(void)
@@ -54,6 +58,7 @@ struct file_table *file_table_new(void)
 
 void file_table_free(struct file_table *ft)
 {
+	unix_table_free(&ft->usk);
 	arena_free(&ft->a);
 	free(ft);
 }
@@ -215,6 +220,20 @@ static int new_desc(struct file_table *ft, pid_t pid, int fd, const char *link,
 		e->has_pipe_id = true;
 		e->pipe_id = st->st_ino;
 		ret = dump_pipe_data(ft, pid, fd, st->st_ino);
+	} else if (S_ISSOCK(st->st_mode) && unix_lookup(&ft->usk, st->st_ino)) {
+		Crd__UnixSkEntry *u = arena_alloc(&ft->a, sizeof(*u));
+
+		if (!u || arena_grow(&ft->a, (void **)&ft->sks, &ft->cap_sks, ft->n_sks + 1,
+				     sizeof(*ft->sks)))
+			return -ENOMEM;
+		crd__unix_sk_entry__init(u);
+		ret = dump_unix_sk(&ft->a, &ft->usk, pid, fd, st->st_ino, u);
+		if (ret)
+			return ret;
+		ft->sks[ft->n_sks++] = u;
+		e->type = CRD__FILE_TYPE__FILE_UNIX;
+		e->has_unix_id = true;
+		e->unix_id = u->id;
 	} else {
 		pr_err("pid %d fd %d: unsupported file type %s\n", pid, fd, link);
 		return -ENOTSUP;
@@ -300,10 +319,30 @@ int dump_task_fds(struct file_table *ft, pid_t pid, Crd__TaskEntry *te)
 	return ret;
 }
 
+/* A UNIX socket whose peer is outside the tree can't be restored as it was. */
+static int check_unix_peers(struct file_table *ft)
+{
+	size_t i, j;
+
+	for (i = 0; i < ft->n_sks; i++) {
+		for (j = 0; j < ft->n_sks && ft->sks[j]->id != ft->sks[i]->peer; j++)
+			;
+		if (j == ft->n_sks) {
+			pr_err("UNIX socket %lu is connected to socket %lu outside the dumped "
+			       "tree: external sockets are not supported yet\n", ft->sks[i]->id,
+			       ft->sks[i]->peer);
+			return -ENOTSUP;
+		}
+	}
+	return 0;
+}
+
 int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
 {
 	size_t i;
 
+	if (check_unix_peers(ft))
+		return -ENOTSUP;
 	if (arena_grow(&ft->a, (void **)&ft->entries, &ft->cap_entries, ft->n_files + 1,
 		       sizeof(*ft->entries)))
 		return -ENOMEM;
@@ -313,6 +352,8 @@ int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
 	inv->n_files = ft->n_files;
 	inv->pipes = ft->pipes;
 	inv->n_pipes = ft->n_pipes;
+	inv->unix_sks = ft->sks;
+	inv->n_unix_sks = ft->n_sks;
 	return 0;
 }
 
@@ -474,12 +515,22 @@ static const Crd__PipeEntry *inv_pipe(const Crd__Inventory *inv, uint64_t id)
 }
 
 static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
-		       struct fd_restore *fr, struct pipe_fds *pfs)
+		       struct fd_restore *fr, struct pipe_fds *pfs, const int *skfds)
 {
 	size_t i;
 	int fd;
 
 	switch (e->type) {
+	case CRD__FILE_TYPE__FILE_UNIX:
+		for (i = 0; i < inv->n_unix_sks && inv->unix_sks[i]->id != e->unix_id; i++)
+			;
+		if (i == inv->n_unix_sks) {
+			pr_err("file %lu: its UNIX socket %lu is missing from the inventory\n",
+			       e->id, e->unix_id);
+			return -EINVAL;
+		}
+		fd = fcntl(skfds[i], F_DUPFD, 0);
+		break;
 	case CRD__FILE_TYPE__FILE_PIPE:
 		for (i = 0; i < inv->n_pipes && pfs[i].id != e->pipe_id; i++)
 			;
@@ -517,10 +568,12 @@ int fdr_prepare(const Crd__Inventory *inv, int base, struct fd_restore **out)
 {
 	struct fd_restore *fr = calloc(1, sizeof(*fr));
 	struct pipe_fds *pfs = calloc(inv->n_pipes + 1, sizeof(*pfs));
+	int *skfds = calloc(inv->n_unix_sks + 1, sizeof(int));
 	size_t i;
 	int ret = 0;
 
-	if (!fr || !pfs) {
+	if (!fr || !pfs || !skfds) {
+		free(skfds);
 		free(pfs);
 		free(fr);
 		return -ENOMEM;
@@ -531,8 +584,14 @@ int fdr_prepare(const Crd__Inventory *inv, int base, struct fd_restore **out)
 		ret = -ENOMEM;
 	for (i = 0; !ret && i < inv->n_pipes; i++)
 		ret = prepare_pipe(fr, inv->pipes[i], &pfs[i]);
+	if (!ret)
+		ret = restore_unix_sks(inv->unix_sks, inv->n_unix_sks, skfds);
 	for (i = 0; !ret && i < inv->n_files; i++)
-		ret = prepare_one(inv, inv->files[i], fr, pfs);
+		ret = prepare_one(inv, inv->files[i], fr, pfs, skfds);
+	for (i = 0; i < inv->n_unix_sks; i++)
+		if (skfds[i] >= 0)
+			close(skfds[i]);
+	free(skfds);
 	free(pfs);
 	if (ret) {
 		close_range(base, ~0U, 0);

@@ -71,7 +71,7 @@ def exit_code(status):
     return 128 + os.WTERMSIG(status)
 
 
-def spawn(argv, cwd=None, out=None, env=None, user=None):
+def spawn(argv, cwd=None, out=None, env=None, user=None, keep_fd=None):
     """fork+exec with stdin /dev/null and stdout+stderr to the file out."""
     pid = os.fork()
     if pid == 0:
@@ -88,7 +88,9 @@ def spawn(argv, cwd=None, out=None, env=None, user=None):
                 ofd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 os.dup2(ofd, 1)
                 os.dup2(ofd, 2)
-            os.closerange(3, 1 << 16)
+            if keep_fd is not None:
+                os.dup2(keep_fd, 3, inheritable=True)
+            os.closerange(3 if keep_fd is None else 4, 1 << 16)
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             os.execve(argv[0], argv, env if env is not None else os.environ)
         finally:
@@ -443,6 +445,36 @@ def dump_disk_full(env):
         run(["/bin/umount", img])
 
 
+def dump_external_unix(env):
+    """a UNIX socket connected to a process outside the tree: dump refuses, names it"""
+    import socket
+    py = shutil.which("python3")
+    work = os.path.join(env.tmpdir, "work")
+    os.mkdir(work)
+    a, b = socket.socketpair()
+    pid = spawn([py, "-c", "import time\n"
+                 "open('ready', 'w').close()\n"
+                 "while True:\n"
+                 "    time.sleep(0.01)\n"], cwd=work, keep_fd=b.fileno())
+    b.close()
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(os.path.join(work, "ready")):
+            assert time.time() < deadline and alive(pid), "helper did not start"
+            time.sleep(0.01)
+        img = os.path.join(env.tmpdir, "img")
+        os.mkdir(img)
+        r = run([env.crd, "dump", "-t", str(pid), "-D", img])
+        assert r.code == 1, f"dump returned {r.code}: {r.out}"
+        assert f"connected to socket {os.fstat(a.fileno()).st_ino} outside the dumped tree" \
+            in r.out, f"unclear error: {r.out}"
+        assert alive(pid) and proc_status(pid, "TracerPid") == "0", "tree not released"
+        assert not os.listdir(img), f"failed dump left files: {os.listdir(img)}"
+    finally:
+        a.close()
+        kill_tree(pid)
+
+
 def corrupt_images(env):
     """every image file truncated, bit-flipped or missing: clear error, nothing created"""
     t = Zdtm(env, "pipe_data")
@@ -493,7 +525,7 @@ def corrupt_images(env):
 
 
 ZDTM_PROGS = ["mem_random", "mem_sparse", "file_maps", "threads_regs", "fork_tree", "files",
-              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm"]
+              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs"]
 
 
 def zdtm_cases():
@@ -515,6 +547,7 @@ def zdtm_cases():
               ("restore/corrupt-images", corrupt_images),
               ("dump/missing-pid", dump_missing_pid),
               ("dump/disk-full", dump_disk_full),
+              ("dump/external-unix-socket", dump_external_unix),
               ("dump/unsupported-fd", dump_unsupported_fd)]
     return cases
 

@@ -1,0 +1,45 @@
+/* UNIX sockets: found with sock_diag, their queues read without consuming them. */
+#ifndef CRD_SK_UNIX_H
+#define CRD_SK_UNIX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "arena.h"
+#include "crd.pb-c.h"
+
+struct unix_diag_info {
+	uint32_t ino;
+	uint8_t type;
+	uint8_t state;
+	uint32_t peer;
+	uint32_t shutdown;
+	char name[108];		/* "" for unnamed sockets */
+	struct unix_diag_info *next;
+};
+
+struct unix_table {
+	struct unix_diag_info *all;	/* every UNIX socket of the host */
+	bool loaded;
+};
+
+/* What sock_diag knows of socket ino, loaded on first use; NULL if nothing. */
+const struct unix_diag_info *unix_lookup(struct unix_table *t, uint32_t ino);
+void unix_table_free(struct unix_table *t);
+
+/*
+ * Fill e (id, type, peer, shutdown, queue) for the socket that pid has at fd.
+ * Only connected unnamed sockets are supported yet: anything else is a clear
+ * error naming pid, fd and why.
+ */
+int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint32_t ino,
+		 Crd__UnixSkEntry *e);
+
+/*
+ * Restore: a socketpair per pair of entries, queues refilled, shutdowns
+ * applied.  fds[i] gets the socket of sks[i].
+ */
+int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds);
+
+#endif

@@ -1,0 +1,300 @@
+/*
+ * UNIX sockets.  sock_diag (NETLINK_SOCK_DIAG, through libnl-3) tells a
+ * socket's type, state, peer and shutdown state; the socket itself, taken
+ * with pidfd_getfd(), gives its receive queue by peeking with SO_PEEK_OFF,
+ * which leaves the data where it is.  Restore makes a socketpair per pair
+ * and sends each side's queue from the other side.
+ */
+#include <errno.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sk-unix.h"
+
+#define PEEK_BUF	(256 << 10)
+#define TCP_ESTABLISHED	1
+
+static int on_diag_msg(struct nl_msg *msg, void *arg)
+{
+	struct unix_table *t = arg;
+	struct nlmsghdr *h = nlmsg_hdr(msg);
+	struct unix_diag_msg *m = nlmsg_data(h);
+	struct nlattr *tb[UNIX_DIAG_MAX + 1];
+	struct unix_diag_info *u;
+
+	if (nlmsg_parse(h, sizeof(*m), tb, UNIX_DIAG_MAX, NULL) < 0)
+		return NL_SKIP;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NL_STOP;
+	u->ino = m->udiag_ino;
+	u->type = m->udiag_type;
+	u->state = m->udiag_state;
+	if (tb[UNIX_DIAG_PEER])
+		u->peer = nla_get_u32(tb[UNIX_DIAG_PEER]);
+	if (tb[UNIX_DIAG_SHUTDOWN])
+		u->shutdown = nla_get_u8(tb[UNIX_DIAG_SHUTDOWN]);
+	if (tb[UNIX_DIAG_NAME]) {
+		int len = nla_len(tb[UNIX_DIAG_NAME]);
+
+		/* abstract names start with a NUL: show it as '@' */
+		memcpy(u->name, nla_data(tb[UNIX_DIAG_NAME]),
+		       len < (int)sizeof(u->name) - 1 ? len : (int)sizeof(u->name) - 1);
+		if (len && !u->name[0])
+			u->name[0] = '@';
+	}
+	u->next = t->all;
+	t->all = u;
+	return NL_OK;
+}
+
+static int unix_load(struct unix_table *t)
+{
+	struct unix_diag_req req = {
+		.sdiag_family = AF_UNIX,
+		.udiag_states = ~0U,
+		.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER,
+	};
+	struct nl_sock *sk = nl_socket_alloc();
+	int ret;
+
+	if (!sk)
+		return -ENOMEM;
+	ret = nl_connect(sk, NETLINK_SOCK_DIAG);
+	if (!ret)
+		ret = nl_socket_modify_cb(sk, NL_CB_VALID, NL_CB_CUSTOM, on_diag_msg, t);
+	if (!ret)
+		ret = nl_send_simple(sk, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req, sizeof(req));
+	if (ret >= 0)
+		ret = nl_recvmsgs_default(sk);
+	nl_socket_free(sk);
+	if (ret < 0) {
+		pr_err("sock_diag of UNIX sockets failed: %s\n", nl_geterror(ret));
+		return -EIO;
+	}
+	t->loaded = true;
+	return 0;
+}
+
+const struct unix_diag_info *unix_lookup(struct unix_table *t, uint32_t ino)
+{
+	struct unix_diag_info *u;
+
+	if (!t->loaded && unix_load(t))
+		return NULL;
+	for (u = t->all; u; u = u->next)
+		if (u->ino == ino)
+			return u;
+	return NULL;
+}
+
+void unix_table_free(struct unix_table *t)
+{
+	while (t->all) {
+		struct unix_diag_info *u = t->all;
+
+		t->all = u->next;
+		free(u);
+	}
+	t->loaded = false;
+}
+
+static int add_msg(struct arena *a, Crd__UnixSkEntry *e, size_t *cap, const char *buf,
+		   size_t len, bool append)
+{
+	ProtobufCBinaryData *b;
+
+	if (append && e->n_queue) {
+		uint8_t *d;
+
+		b = &e->queue[e->n_queue - 1];
+		d = arena_alloc(a, b->len + len);
+		if (!d)
+			return -ENOMEM;
+		memcpy(d, b->data, b->len);
+		memcpy(d + b->len, buf, len);
+		b->data = d;
+		b->len += len;
+		return 0;
+	}
+	if (arena_grow(a, (void **)&e->queue, cap, e->n_queue + 1, sizeof(*e->queue)))
+		return -ENOMEM;
+	b = &e->queue[e->n_queue++];
+	b->data = arena_alloc(a, len + 1);
+	if (!b->data)
+		return -ENOMEM;
+	memcpy(b->data, buf, len);
+	b->len = len;
+	return 0;
+}
+
+/* Everything in the receive queue of sk, peeked message by message. */
+static int peek_queue(struct arena *a, int sk, Crd__UnixSkEntry *e, pid_t pid, int fd)
+{
+	bool stream = e->type == SOCK_STREAM;
+	int off = 0, orig = -1, ret = 0;
+	socklen_t olen = sizeof(orig);
+	char *buf = malloc(PEEK_BUF);
+	size_t cap = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	getsockopt(sk, SOL_SOCKET, SO_PEEK_OFF, &orig, &olen);
+	if (setsockopt(sk, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off))) {
+		ret = -errno;
+		pr_perror("pid %d fd %d: can't peek at the socket's queue", pid, fd);
+		goto out;
+	}
+	for (;;) {
+		char cbuf[256];
+		struct iovec iov = { buf, PEEK_BUF };
+		struct msghdr mh = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+		};
+		ssize_t n = recvmsg(sk, &mh, MSG_PEEK | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno != EAGAIN)
+				ret = -errno;
+			break;
+		}
+		if (mh.msg_controllen || (mh.msg_flags & MSG_CTRUNC)) {
+			pr_err("pid %d fd %d: file descriptors or credentials in flight in a UNIX "
+			       "socket are not supported yet\n", pid, fd);
+			ret = -ENOTSUP;
+			break;
+		}
+		if (mh.msg_flags & MSG_TRUNC) {
+			pr_err("pid %d fd %d: a queued message is larger than %d bytes\n", pid, fd,
+			       PEEK_BUF);
+			ret = -E2BIG;
+			break;
+		}
+		if (!n && stream)
+			break;
+		ret = add_msg(a, e, &cap, buf, n, stream);
+		if (ret || !n)
+			break;
+	}
+	setsockopt(sk, SOL_SOCKET, SO_PEEK_OFF, &orig, sizeof(orig));
+	if (ret && ret != -ENOTSUP && ret != -E2BIG)
+		pr_err("pid %d fd %d: can't read the socket's queue: %s\n", pid, fd, strerror(-ret));
+out:
+	free(buf);
+	return ret;
+}
+
+int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint32_t ino,
+		 Crd__UnixSkEntry *e)
+{
+	const struct unix_diag_info *u = unix_lookup(t, ino);
+	int pidfd, sk, ret;
+
+	if (!u)
+		return -ENOENT;
+	if (u->name[0] || u->state != TCP_ESTABLISHED || !u->peer) {
+		pr_err("pid %d fd %d: UNIX socket %u (%s%s) is not supported yet: only connected "
+		       "unnamed ones are\n", pid, fd, ino, u->name[0] ? "named " : "",
+		       u->peer ? u->name : "no peer");
+		return -ENOTSUP;
+	}
+	e->id = ino;
+	e->type = u->type;
+	e->peer = u->peer;
+	e->has_shutdown = true;
+	e->shutdown = u->shutdown;
+	pidfd = syscall(SYS_pidfd_open, pid, 0);
+	sk = pidfd < 0 ? -1 : syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (sk < 0) {
+		ret = -errno;
+		pr_perror("pid %d fd %d: can't get the socket", pid, fd);
+		if (pidfd >= 0)
+			close(pidfd);
+		return ret;
+	}
+	ret = peek_queue(a, sk, e, pid, fd);
+	close(sk);
+	close(pidfd);
+	return ret;
+}
+
+/* Send the messages queued for one side from the other. */
+static int refill(const Crd__UnixSkEntry *e, int from)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_queue; i++) {
+		size_t done = 0;
+
+		do {
+			ssize_t n = send(from, e->queue[i].data + done, e->queue[i].len - done,
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+			if (n < 0) {
+				pr_perror("UNIX socket %lu: can't refill its queue", e->id);
+				return -errno;
+			}
+			done += n;
+		} while (done < e->queue[i].len);
+	}
+	return 0;
+}
+
+static int apply_shutdown(const Crd__UnixSkEntry *e, int fd)
+{
+	static const int how[] = { -1, SHUT_RD, SHUT_WR, SHUT_RDWR };
+	uint32_t s = e->has_shutdown ? e->shutdown & 3 : 0;
+
+	if (s && shutdown(fd, how[s])) {
+		pr_perror("UNIX socket %lu: can't shut it down", e->id);
+		return -errno;
+	}
+	return 0;
+}
+
+int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++)
+		fds[i] = -1;
+	for (i = 0; i < n; i++) {
+		int sv[2], ret;
+
+		if (fds[i] >= 0)
+			continue;
+		for (j = 0; j < n && !(sks[j]->id == sks[i]->peer && sks[j]->peer == sks[i]->id);
+		     j++)
+			;
+		if (j == n || j == i) {
+			pr_err("UNIX socket %lu: its peer %lu is not in the images\n", sks[i]->id,
+			       sks[i]->peer);
+			return -EINVAL;
+		}
+		if (socketpair(AF_UNIX, sks[i]->type, 0, sv)) {
+			pr_perror("UNIX socket %lu: can't create a socketpair", sks[i]->id);
+			return -errno;
+		}
+		fds[i] = sv[0];
+		fds[j] = sv[1];
+		ret = refill(sks[i], sv[1]);
+		if (!ret)
+			ret = refill(sks[j], sv[0]);
+		if (!ret)
+			ret = apply_shutdown(sks[i], sv[0]);
+		if (!ret)
+			ret = apply_shutdown(sks[j], sv[1]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
