@@ -433,6 +433,19 @@ static int seize_tree(struct restore_ctx *ctx, struct finish *f)
 	return 0;
 }
 
+/* A thread got a real signal in the restorer or its sigreturn: say where. */
+static void report_signal(struct restore_ctx *ctx, const struct rthr *t, int sig)
+{
+	struct user_regs_struct r = { };
+	siginfo_t si = { };
+
+	ptrace(PTRACE_GETREGS, t->tid, 0, &r);
+	ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si);
+	pr_err("tid %d: signal %d (code %d, address %p) at %#llx while being restored "
+	       "(step %d, restorer at %#lx)\n", t->tid, sig, si.si_code, si.si_addr, r.rip,
+	       t->state, ctx->sh->task[t->task].blob_start);
+}
+
 static int on_stop(struct restore_ctx *ctx, struct finish *f, pid_t tid, int status)
 {
 	struct rthr *t = thr_get(f, tid, 0);
@@ -467,16 +480,7 @@ static int on_stop(struct restore_ctx *ctx, struct finish *f, pid_t tid, int sta
 		t->state = THR_TRAPPED;
 		return ptrace(PTRACE_SYSCALL, tid, 0, 0) ? -errno : 0;
 	}
-	{
-		struct user_regs_struct r = { };
-		siginfo_t si = { };
-
-		ptrace(PTRACE_GETREGS, tid, 0, &r);
-		ptrace(PTRACE_GETSIGINFO, tid, 0, &si);
-		pr_err("tid %d: signal %d code %d (at %#llx, address %p) while being restored (step %d, "
-		       "restorer at %#lx)\n", tid, sig, si.si_code, r.rip, si.si_addr, t->state,
-		       ctx->sh->task[t->task].blob_start);
-	}
+	report_signal(ctx, t, sig);
 	return -EFAULT;
 }
 
