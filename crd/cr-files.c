@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "files-anon.h"
 #include "files.h"
 #include "log.h"
 #include "sk-unix.h"
@@ -186,7 +187,18 @@ static int new_desc(struct file_table *ft, pid_t pid, int fd, const char *link,
 	e->flags = flags & ~O_CLOEXEC;
 	e->has_mode = true;
 	e->mode = st->st_mode;
-	if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISCHR(st->st_mode)) {
+	if (!strncmp(link, "anon_inode:", 11)) {
+		char path[64], *info;
+
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
+		ret = read_file(path, &info);
+		if (ret < 0) {
+			pr_err("pid %d fd %d: can't read %s\n", pid, fd, path);
+			return ret;
+		}
+		ret = dump_anon_fd(&ft->a, pid, fd, link, info, e);
+		free(info);
+	} else if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISCHR(st->st_mode)) {
 		if (strstr(link, " (deleted)") || st->st_nlink == 0) {
 			pr_err("pid %d fd %d: %s is deleted: not supported yet\n", pid, fd, link);
 			return -ENOTSUP;
@@ -365,6 +377,7 @@ struct fdr_obj {
 };
 
 struct fd_restore {
+	const Crd__Inventory *inv;
 	struct fdr_obj *objs;
 	size_t n;
 	int next;		/* next free fd >= base */
@@ -544,6 +557,16 @@ static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 	case CRD__FILE_TYPE__FILE_FIFO:
 		fd = open_fifo(e, inv_pipe(inv, e->pipe_id), fr);
 		break;
+	case CRD__FILE_TYPE__FILE_EVENTFD:
+	case CRD__FILE_TYPE__FILE_SIGNALFD:
+	case CRD__FILE_TYPE__FILE_TIMERFD:
+	case CRD__FILE_TYPE__FILE_EPOLL:
+		fd = create_anon_fd(e);
+		if (fd < 0)
+			pr_err("file %lu: can't create its %s: %s\n", e->id,
+			       protobuf_c_enum_descriptor_get_value(&crd__file_type__descriptor,
+								    e->type)->name, strerror(-fd));
+		break;
 	default:
 		if (!e->path) {
 			pr_err("file %lu: no path in the image\n", e->id);
@@ -579,6 +602,7 @@ int fdr_prepare(const Crd__Inventory *inv, int base, struct fd_restore **out)
 		return -ENOMEM;
 	}
 	fr->next = base;
+	fr->inv = inv;
 	fr->objs = calloc(inv->n_files + 1, sizeof(*fr->objs));
 	if (!fr->objs)
 		ret = -ENOMEM;
@@ -617,6 +641,35 @@ static int obj_fd(const struct fd_restore *fr, uint64_t id)
 	return -1;
 }
 
+static const Crd__FileEntry *inv_file(const Crd__Inventory *inv, uint64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < inv->n_files; i++)
+		if (inv->files[i]->id == id)
+			return inv->files[i];
+	return NULL;
+}
+
+/* Epoll targets are fd numbers of one process: registered there, once its fds are in place. */
+static int install_epoll_targets(const struct fd_restore *fr, const Crd__TaskEntry *te)
+{
+	size_t i;
+	int ret;
+
+	for (i = 0; i < te->n_fds; i++) {
+		const Crd__FileEntry *e = inv_file(fr->inv, te->fds[i]->file_id);
+
+		if (!e || e->type != CRD__FILE_TYPE__FILE_EPOLL || !e->has_epoll_owner ||
+		    e->epoll_owner != te->pid)
+			continue;
+		ret = restore_epoll_targets(e, te->fds[i]->fd, te->pid);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int fdr_install(const struct fd_restore *fr, const Crd__TaskEntry *te, int base)
 {
 	size_t i;
@@ -645,7 +698,7 @@ int fdr_install(const struct fd_restore *fr, const Crd__TaskEntry *te, int base)
 		if (i == te->n_fds)
 			close(fd);
 	}
-	return 0;
+	return install_epoll_targets(fr, te);
 }
 
 void fdr_free(struct fd_restore *fr)
