@@ -126,11 +126,17 @@ static int write_inventory(struct dump_ctx *ctx)
 		e->ppid = t->ppid;
 		e->pgid = t->pgid;
 		e->sid = t->sid;
-		e->threads = arena_alloc(a, t->nr_threads * sizeof(*e->threads));
+		e->threads = arena_alloc(a, (t->nr_threads + 1) * sizeof(*e->threads));
 		if (!e->threads)
 			return -ENOMEM;
 		for (j = 0; j < t->nr_threads; j++)
 			e->threads[e->n_threads++] = t->threads[j].tid;
+		if (t->zombie) {
+			e->has_zombie = e->has_exit_status = true;
+			e->zombie = true;
+			e->exit_status = t->exit_status;
+			e->threads[e->n_threads++] = t->pid;
+		}
 		inv.tasks[inv.n_tasks++] = e;
 	}
 	inv.shmems = ctx->shmems;
@@ -194,7 +200,8 @@ int cr_dump(const struct dump_opts *opts)
 		goto release;
 	pr_info("frozen %zu processes of tree %d\n", ctx.nr_tasks, opts->pid);
 	for (i = 0; i < ctx.nr_tasks && !ret; i++)
-		ret = dump_one_task(&ctx, &ctx.tasks[i]);
+		if (!ctx.tasks[i].zombie)
+			ret = dump_one_task(&ctx, &ctx.tasks[i]);
 	if (!ret)
 		ret = write_inventory(&ctx);
 	if (ret) {

@@ -35,8 +35,26 @@ static struct dtask *find_task(struct dump_ctx *ctx, pid_t pid)
 	return NULL;
 }
 
+/* Field 52 of /proc/PID/stat: the wait status of a zombie. */
+static int zombie_status(pid_t pid)
+{
+	char path[64], *buf, *p, *save;
+	int i, status = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (read_file(path, &buf) < 0)
+		return 0;
+	p = strrchr(buf, ')');
+	for (i = 3, p = p ? strtok_r(p + 2, " ", &save) : NULL; p; p = strtok_r(NULL, " ", &save))
+		if (i++ == 52)
+			status = atoi(p);
+	free(buf);
+	return status;
+}
+
 static int add_task(struct dump_ctx *ctx, pid_t pid, pid_t ppid)
 {
+	char path[64], *stat, *p;
 	struct dtask *t;
 
 	if (arena_grow(&ctx->arena, (void **)&ctx->tasks, &ctx->cap_tasks, ctx->nr_tasks + 1,
@@ -46,6 +64,15 @@ static int add_task(struct dump_ctx *ctx, pid_t pid, pid_t ppid)
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;
 	t->ppid = ppid;
+	/* a zombie can't be seized; it is restored as a child that exits again */
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (read_file(path, &stat) >= 0) {
+		p = strrchr(stat, ')');
+		t->zombie = p && p[1] == ' ' && p[2] == 'Z';
+		free(stat);
+	}
+	if (t->zombie)
+		t->exit_status = zombie_status(pid);
 	return 0;
 }
 
@@ -156,6 +183,8 @@ static int scan_threads(struct dump_ctx *ctx, struct dtask *t, bool wait, bool *
 	DIR *d;
 	int ret = 0;
 
+	if (t->zombie)
+		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/task", t->pid);
 	d = opendir(path);
 	if (!d) {
@@ -231,7 +260,7 @@ static int scan_tree(struct dump_ctx *ctx, bool wait)
 			ret = scan_threads(ctx, &ctx->tasks[i], wait, &found);
 			if (ret)
 				return ret;
-			if (!ctx->tasks[i].nr_threads) {
+			if (!ctx->tasks[i].nr_threads && !ctx->tasks[i].zombie) {
 				pr_err("pid %d exited while being frozen\n", ctx->tasks[i].pid);
 				return -ESRCH;
 			}
@@ -328,6 +357,8 @@ static int freezer_collect(struct dump_ctx *ctx)
 			struct dirent *de;
 			DIR *d;
 
+			if (t->zombie)
+				continue;
 			if (!t->orig_freezer[0] &&
 			    freezer_path_of(t->pid, t->orig_freezer, sizeof(t->orig_freezer))) {
 				pr_err("pid %d: no freezer cgroup (is cgroup v1 freezer mounted?)\n",
@@ -418,10 +449,9 @@ static int check_tasks(struct dump_ctx *ctx)
 			pr_err("pid %d: can't read its stat: %s\n", t->pid, strerror(-ret));
 			return ret;
 		}
-		if (state == 'Z') {
-			pr_err("pid %d is a zombie: zombies in the tree are not supported yet\n",
-			       t->pid);
-			return -ENOTSUP;
+		if (state == 'Z' && !t->zombie) {
+			pr_err("pid %d exited while being frozen\n", t->pid);
+			return -ESRCH;
 		}
 	}
 	return 0;

@@ -101,6 +101,9 @@ static int load_images(struct restore_ctx *ctx)
 
 		rt->pe = inv->tasks[i];
 		rt->pages_fd = -1;
+		if (rt->pe->has_zombie && rt->pe->zombie)
+			continue;	/* comes back as a child that exits again */
+		ctx->nr_live++;
 		img_task_name(name, sizeof(name), rt->pe->pid);
 		ret = img_read_msg(ctx->dirfd, name, IMG_TASK, &crd__task_entry__descriptor,
 				   (ProtobufCMessage **)&rt->te);
@@ -176,6 +179,14 @@ static int check_tree(struct restore_ctx *ctx)
 	for (i = 0; i < ctx->nr_tasks; i++) {
 		const Crd__TaskEntry *te = ctx->tasks[i].te;
 
+		if (!te) {
+			if (!ctx->opts->pidns && pid_busy(ctx->tasks[i].pe->pid)) {
+				pr_err("pid %u is in use (restore with --pidns to use a new PID "
+				       "namespace)\n", ctx->tasks[i].pe->pid);
+				return -EEXIST;
+			}
+			continue;
+		}
 		ret = check_vdso(ctx, te);
 		if (ret)
 			return ret;
@@ -220,7 +231,11 @@ static int setup_fds(struct restore_ctx *ctx)
 		return ret;
 	ctx->fd_free = fdr_end(ctx->fr);
 	for (i = 0; i < ctx->nr_tasks; i++) {
-		int fd = fcntl(ctx->tasks[i].pages_fd, F_DUPFD, ctx->fd_free);
+		int fd;
+
+		if (ctx->tasks[i].pages_fd < 0)
+			continue;
+		fd = fcntl(ctx->tasks[i].pages_fd, F_DUPFD, ctx->fd_free);
 
 		if (fd < 0) {
 			ret = -errno;
@@ -264,13 +279,13 @@ static void __attribute__((noreturn)) task_main(struct restore_ctx *ctx, size_t 
 static int fork_task(struct restore_ctx *ctx, size_t idx)
 {
 	const Crd__TaskEntry *te = ctx->tasks[idx].te;
-	int sig = te->has_exit_signal && te->exit_signal ? te->exit_signal : SIGCHLD;
-	long pid = clone3_pid(te->pid, 0, sig);
+	int sig = te && te->has_exit_signal && te->exit_signal ? te->exit_signal : SIGCHLD;
+	long pid = clone3_pid(ctx->tasks[idx].pe->pid, 0, sig);
 
 	if (pid < 0) {
 		int ret = -errno;
 
-		pr_perror("can't create pid %u", te->pid);
+		pr_perror("can't create pid %u", ctx->tasks[idx].pe->pid);
 		return ret;
 	}
 	if (pid == 0)
@@ -303,6 +318,22 @@ static int set_groups(struct restore_ctx *ctx, size_t idx)
 	return 0;
 }
 
+/* A zombie: exits again, as it did, and waits for its parent to reap it. */
+static void __attribute__((noreturn)) zombie_exit(const Crd__PstreeEntry *pe)
+{
+	int status = pe->has_exit_status ? pe->exit_status : 0;
+	sigset_t all;
+
+	if (WIFSIGNALED(status)) {
+		signal(WTERMSIG(status), SIG_DFL);
+		sigfillset(&all);
+		sigdelset(&all, WTERMSIG(status));
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		kill(getpid(), WTERMSIG(status));
+	}
+	_exit(WEXITSTATUS(status));
+}
+
 static void __attribute__((noreturn)) task_main(struct restore_ctx *ctx, size_t idx)
 {
 	const Crd__PstreeEntry *pe = ctx->tasks[idx].pe;
@@ -323,6 +354,8 @@ static void __attribute__((noreturn)) task_main(struct restore_ctx *ctx, size_t 
 		rst_add(&ctx->sh->created);
 		ret = set_groups(ctx, idx);
 	}
+	if (!ret && !ctx->tasks[idx].te)
+		zombie_exit(pe);
 	if (!ret)
 		ret = restore_task_prepare(ctx, idx, &args, &stack);
 	/* /proc is the outer namespace's: /proc/self is our pid as crd sees it */
@@ -422,6 +455,8 @@ static int seize_tree(struct restore_ctx *ctx, struct finish *f)
 	for (i = 0; i < ctx->nr_tasks; i++) {
 		pid_t pid = ctx->sh->task[i].outer_pid;
 
+		if (!ctx->tasks[i].te)
+			continue;
 		if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD |
 			   PTRACE_O_EXITKILL)) {
 			pr_perror("pid %u (%d here): can't seize", ctx->tasks[i].pe->pid, pid);
@@ -559,11 +594,20 @@ static int clean_process(struct restore_ctx *ctx, pid_t tid, size_t idx)
 {
 	uint64_t start = ctx->sh->task[idx].blob_start;
 	uint64_t ip = start + restorer_blob_sigreturn;
+	uint64_t mask, all = ~0ULL;
 	long ret;
 
+	/* a signal pending since the restore (SIGCHLD of a zombie) waits for the detach */
+	if (ptrace(PTRACE_GETSIGMASK, tid, sizeof(mask), &mask) ||
+	    ptrace(PTRACE_SETSIGMASK, tid, sizeof(all), &all)) {
+		pr_perror("tid %d: can't block signals", tid);
+		return -errno;
+	}
 	ret = run_syscall(tid, ip, __NR_close, log_get_fd(), 0);
 	if (!ret)
 		ret = run_syscall(tid, ip, __NR_munmap, start, ctx->sh->task[idx].blob_len);
+	if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(mask), &mask) && !ret)
+		ret = -errno;
 	if (ret) {
 		pr_err("tid %d: can't remove the restorer: %s\n", tid, strerror(-ret));
 		return ret < 0 ? ret : -EIO;
@@ -577,7 +621,7 @@ static int finish_tree(struct restore_ctx *ctx, pid_t child)
 	size_t i;
 	int ret;
 
-	ret = rst_wait_for(ctx, &ctx->sh->ready, ctx->nr_tasks);
+	ret = rst_wait_for(ctx, &ctx->sh->ready, ctx->nr_live);
 	if (!ret)
 		ret = seize_tree(ctx, &f);
 	if (!ret) {
@@ -586,7 +630,8 @@ static int finish_tree(struct restore_ctx *ctx, pid_t child)
 		ret = wait_sigreturns(ctx, &f, child);
 	}
 	for (i = 0; !ret && i < ctx->nr_tasks; i++)
-		ret = clean_process(ctx, ctx->sh->task[i].outer_pid, i);
+		if (ctx->tasks[i].te)
+			ret = clean_process(ctx, ctx->sh->task[i].outer_pid, i);
 	if (ret) {
 		free(f.thr);
 		return ret;

@@ -27,6 +27,8 @@ struct dtask {
 	pid_t ppid;			/* 0 for the root */
 	pid_t pgid;
 	pid_t sid;
+	bool zombie;			/* exited, not reaped: nothing to seize or dump */
+	int exit_status;		/* its wait status */
 	struct dthread *threads;
 	size_t nr_threads;
 	size_t cap_threads;

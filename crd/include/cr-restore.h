@@ -49,6 +49,7 @@ struct restore_ctx {
 	Crd__Inventory *inv;
 	struct rtask *tasks;
 	size_t nr_tasks;
+	size_t nr_live;		/* tasks that are not zombies */
 	size_t nr_threads;
 	struct fd_restore *fr;
 	struct rshmem *shmems;
