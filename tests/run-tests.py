@@ -302,6 +302,26 @@ def zdtm_leave_redump(env, prog):
         t.cleanup()
 
 
+def zdtm_many_checkpoints(env, prog, count=20):
+    """20 --leave-running dumps in a row, then a restore from the last: nothing leaks"""
+    t = Zdtm(env, prog)
+    try:
+        t.start()
+        before = maps_of(t.pid)
+        fds_before = len(os.listdir(f"/proc/{t.pid}/fd"))
+        for i in range(count):
+            t.dump(t.imgdir(f"img{i}"), "--leave-running")
+            assert maps_of(t.pid) == before, f"dump {i} left its mark"
+            assert len(os.listdir(f"/proc/{t.pid}/fd")) == fds_before, f"dump {i} left an fd"
+        img = t.imgdir("last")
+        t.dump_kill(img)
+        r = t.crd("restore", "-D", img, "--detach")
+        assert r.code == 0, f"restore failed ({r.code}): {r.out}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+
+
 def zdtm_corrupt_detected(env, prog):
     """TEST_CORRUPT=1 makes the test fail: verification is not vacuous"""
     t = Zdtm(env, prog, {"TEST_CORRUPT": "1"})
@@ -536,6 +556,8 @@ def zdtm_cases():
         cases.append((f"zdtm/{p}/dump-restore", lambda env, p=p: zdtm_kill_detach(env, p)))
         cases.append((f"zdtm/{p}/leave-running-redump",
                       lambda env, p=p: zdtm_leave_redump(env, p)))
+    for p in ["unix_pairs", "fd_kinds"]:
+        cases.append((f"zdtm/{p}/20-checkpoints", lambda env, p=p: zdtm_many_checkpoints(env, p)))
     for p in ["files", "fork_tree", "signals"]:
         cases.append((f"zdtm/{p}/restore-as-parent", lambda env, p=p: zdtm_kill_wait(env, p)))
     for p in ["signals", "fork_tree", "threads_regs", "shm"]:
