@@ -380,6 +380,8 @@ struct fd_restore {
 	const Crd__Inventory *inv;
 	struct fdr_obj *objs;
 	size_t n;
+	uint64_t *fifos_filled;	/* FIFOs whose buffer is refilled already */
+	size_t n_fifos;
 	int next;		/* next free fd >= base */
 };
 
@@ -447,6 +449,18 @@ static int open_pipe_end(const Crd__FileEntry *e, struct pipe_fds *pf)
 	return open(path, (e->flags & O_ACCMODE) | O_NONBLOCK);
 }
 
+/* A FIFO's buffer is refilled once, however many of its ends the tree holds. */
+static bool fifo_needs_data(struct fd_restore *fr, uint64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < fr->n_fifos; i++)
+		if (fr->fifos_filled[i] == id)
+			return false;
+	fr->fifos_filled[fr->n_fifos++] = id;
+	return true;
+}
+
 static int open_fifo(const Crd__FileEntry *e, const Crd__PipeEntry *pe,
 		     struct fd_restore *fr)
 {
@@ -458,7 +472,8 @@ static int open_fifo(const Crd__FileEntry *e, const Crd__PipeEntry *pe,
 		pr_perror("FIFO %s: can't open", e->path);
 		return -errno;
 	}
-	if (pe && pe->has_data && write_all(holder, pe->data.data, pe->data.len)) {
+	if (pe && pe->has_data && fifo_needs_data(fr, pe->id) &&
+	    write_all(holder, pe->data.data, pe->data.len)) {
 		pr_err("FIFO %s: can't refill its buffer\n", e->path);
 		close(holder);
 		return -EIO;
@@ -604,7 +619,8 @@ int fdr_prepare(const Crd__Inventory *inv, int base, struct fd_restore **out)
 	fr->next = base;
 	fr->inv = inv;
 	fr->objs = calloc(inv->n_files + 1, sizeof(*fr->objs));
-	if (!fr->objs)
+	fr->fifos_filled = calloc(inv->n_files + 1, sizeof(*fr->fifos_filled));
+	if (!fr->objs || !fr->fifos_filled)
 		ret = -ENOMEM;
 	for (i = 0; !ret && i < inv->n_pipes; i++)
 		ret = prepare_pipe(fr, inv->pipes[i], &pfs[i]);
@@ -706,5 +722,6 @@ void fdr_free(struct fd_restore *fr)
 	if (!fr)
 		return;
 	free(fr->objs);
+	free(fr->fifos_filled);
 	free(fr);
 }
