@@ -61,6 +61,10 @@ static int dump_one_task(struct dump_ctx *ctx, struct dtask *t)
 		return -ENOMEM;
 	crd__task_entry__init(te);
 	te->pid = t->pid;
+	if (t->stopped) {
+		te->has_stopped = true;
+		te->stopped = true;
+	}
 	te->mm = arena_alloc(a, sizeof(*te->mm));
 	te->threads = arena_alloc(a, t->nr_threads * sizeof(*te->threads));
 	if (!te->mm || !te->threads)

@@ -69,6 +69,7 @@ static int add_task(struct dump_ctx *ctx, pid_t pid, pid_t ppid)
 	if (read_file(path, &stat) >= 0) {
 		p = strrchr(stat, ')');
 		t->zombie = p && p[1] == ' ' && p[2] == 'Z';
+		t->stopped = p && p[1] == ' ' && p[2] == 'T';
 		free(stat);
 	}
 	if (t->zombie)
@@ -124,7 +125,9 @@ static int wait_stop(struct dthread *th)
 		 * it: it goes back with the detach, and into the image as
 		 * pending.  Then ask for the interrupt stop again.
 		 */
-		if (th->stop_sig)
+		if (WSTOPSIG(status) == SIGCONT)
+			;	/* ours (unstop_task): it did its work when it was sent */
+		else if (th->stop_sig)
 			pr_warn("tid %d: second signal %d while freezing is dropped\n", th->tid,
 				WSTOPSIG(status));
 		else if (!ptrace(PTRACE_GETSIGINFO, th->tid, 0, th->stop_si))
@@ -434,6 +437,36 @@ static void freezer_cleanup(struct dump_ctx *ctx)
 	ctx->cgroup[0] = '\0';
 }
 
+/*
+ * A task in a job-control stop can't run the syscalls we inject: continue
+ * it under ptrace (its SIGCONT is swallowed) and stop it again on release
+ * or after restore.
+ */
+static int unstop_task(struct dtask *t)
+{
+	size_t i;
+	int ret;
+
+	if (kill(t->pid, SIGCONT)) {
+		ret = -errno;
+		pr_perror("pid %d: can't continue it", t->pid);
+		return ret;
+	}
+	for (i = 0; i < t->nr_threads; i++) {
+		struct dthread *th = &t->threads[i];
+
+		if (ptrace(PTRACE_INTERRUPT, th->tid, 0, 0) || ptrace(PTRACE_CONT, th->tid, 0, 0)) {
+			ret = -errno;
+			pr_perror("tid %d: can't resume it from its stop", th->tid);
+			return ret;
+		}
+		ret = wait_stop(th);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 static int check_tasks(struct dump_ctx *ctx)
 {
 	size_t i;
@@ -452,6 +485,11 @@ static int check_tasks(struct dump_ctx *ctx)
 		if (state == 'Z' && !t->zombie) {
 			pr_err("pid %d exited while being frozen\n", t->pid);
 			return -ESRCH;
+		}
+		if (t->stopped) {
+			ret = unstop_task(t);
+			if (ret)
+				return ret;
 		}
 	}
 	return 0;
@@ -529,5 +567,7 @@ void release_tree(struct dump_ctx *ctx, bool kill_tree)
 				pr_perror("tid %d: can't detach", th->tid);
 			th->seized = false;
 		}
+		if (!kill_tree && t->stopped)
+			kill(t->pid, SIGSTOP);
 	}
 }

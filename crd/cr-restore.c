@@ -636,6 +636,10 @@ static int finish_tree(struct restore_ctx *ctx, pid_t child)
 		free(f.thr);
 		return ret;
 	}
+	/* a process that was stopped stops again as soon as we let go */
+	for (i = 0; i < ctx->nr_tasks; i++)
+		if (ctx->tasks[i].te && ctx->tasks[i].te->has_stopped && ctx->tasks[i].te->stopped)
+			kill(ctx->sh->task[i].outer_pid, SIGSTOP);
 	for (i = 0; i < f.nr; i++)
 		if (ptrace(PTRACE_DETACH, f.thr[i].tid, 0, 0))
 			pr_perror("tid %d: can't detach", f.thr[i].tid);

@@ -28,6 +28,7 @@ struct dtask {
 	pid_t pgid;
 	pid_t sid;
 	bool zombie;			/* exited, not reaped: nothing to seize or dump */
+	bool stopped;			/* in a job-control stop before we came */
 	int exit_status;		/* its wait status */
 	struct dthread *threads;
 	size_t nr_threads;
