@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "cr-dump.h"
 #include "files.h"
 #include "image.h"
@@ -146,6 +147,8 @@ static int write_inventory(struct dump_ctx *ctx)
 	inv.shmems = ctx->shmems;
 	inv.n_shmems = ctx->nr_shmems;
 	ret = file_table_fill_inventory(ctx->ft, &inv);
+	if (!ret)
+		ret = capture_files(ctx, &inv);
 	if (ret)
 		return ret;
 	if (!uname(&u)) {
@@ -179,6 +182,12 @@ static void remove_images(struct dump_ctx *ctx)
 	for (i = 0; i < ctx->nr_shmems; i++) {
 		img_shmem_name(name, sizeof(name), ctx->shmems[i]->id);
 		unlinkat(ctx->dirfd, name, 0);
+	}
+	/* captured files are numbered from 0 up */
+	for (i = 0;; i++) {
+		snprintf(name, sizeof(name), "capture-%zu.img", i);
+		if (unlinkat(ctx->dirfd, name, 0))
+			break;
 	}
 }
 

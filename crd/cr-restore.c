@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "cr-restore.h"
 #include "files.h"
 #include "image.h"
@@ -687,6 +688,8 @@ int cr_restore(const struct restore_opts *opts)
 	ret = load_images(&ctx);
 	if (!ret)
 		ret = check_tree(&ctx);
+	if (!ret)
+		ret = restore_captured(&ctx);
 	if (!ret)
 		ret = setup_fds(&ctx);
 	if (ret)

@@ -15,6 +15,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage:\n"
 		"  crd dump -t PID -D DIR [--leave-running] [--freezer=ptrace|cgroup]\n"
+		"           [--capture-path DIR]...\n"
 		"  crd restore -D DIR [--detach] [--pidns]\n"
 		"  crd check\n"
 		"  crd show FILE|DIR\n"
@@ -29,6 +30,7 @@ enum {
 	OPT_FREEZER,
 	OPT_DETACH,
 	OPT_PIDNS,
+	OPT_CAPTURE,
 };
 
 static const struct option long_opts[] = {
@@ -38,13 +40,17 @@ static const struct option long_opts[] = {
 	{ "freezer", required_argument, NULL, OPT_FREEZER },
 	{ "detach", no_argument, NULL, OPT_DETACH },
 	{ "pidns", no_argument, NULL, OPT_PIDNS },
+	{ "capture-path", required_argument, NULL, OPT_CAPTURE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "log-file", required_argument, NULL, 'o' },
 	{ "help", no_argument, NULL, 'h' },
 	{ },
 };
 
+#define MAX_CAPTURE	32
+
 struct cli {
+	const char *capture[MAX_CAPTURE + 1];
 	struct dump_opts dump;
 	struct restore_opts restore;
 	int verbose;
@@ -86,6 +92,13 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 			break;
 		case OPT_PIDNS:
 			c->restore.pidns = true;
+			break;
+		case OPT_CAPTURE:
+			if (c->dump.n_capture == MAX_CAPTURE) {
+				fprintf(stderr, "crd: at most %d --capture-path\n", MAX_CAPTURE);
+				return -1;
+			}
+			c->capture[c->dump.n_capture++] = optarg;
 			break;
 		case 'v':
 			c->verbose++;
@@ -134,6 +147,7 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	c.dump.capture = c.capture;
 	if (parse_opts(argc - 1, argv + 1, &c) || open_log(&c))
 		return 2;
 

@@ -230,6 +230,9 @@ class Zdtm:
     def cleanup(self):
         if self.pid and alive(self.pid):
             kill_tree(self.pid)
+        # what a failed test may leave in /dev/shm (names end in its pid)
+        for f in glob.glob(f"/dev/shm/crd-zdtm-*-{self.pid}"):
+            os.unlink(f)
 
 
 def maps_of(pid):
@@ -359,6 +362,29 @@ def zdtm_cgroup_freezer(env, prog):
         t.finish(t.pid)
     finally:
         t.cleanup()
+
+
+def scratch_on_another_node(env):
+    """files in /dev/shm and --capture-path dirs are recreated where missing"""
+    t = Zdtm(env, "scratch")
+    shm = None
+    try:
+        t.start()
+        shm = f"/dev/shm/crd-zdtm-scratch-{t.pid}"
+        img = t.imgdir()
+        t.dump_kill(img, "--capture-path", t.work)
+        # as on another node: the scratch files are not there
+        os.unlink(shm)
+        os.unlink(os.path.join(t.work, "scratch.dat"))
+        r = t.crd("restore", "-D", img, "--detach")
+        assert r.code == 0, f"restore failed ({r.code}): {r.out}"
+        assert os.stat(os.path.join(t.work, "scratch.dat")).st_mode & 0o777 == 0o640, \
+            "recreated with another mode"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+        if shm and os.path.exists(shm):
+            os.unlink(shm)
 
 
 def pidns_while_running(env):
@@ -546,7 +572,7 @@ def corrupt_images(env):
 
 
 ZDTM_PROGS = ["mem_random", "mem_sparse", "file_maps", "threads_regs", "fork_tree", "files",
-              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped"]
+              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch"]
 
 
 def zdtm_cases():
@@ -566,6 +592,7 @@ def zdtm_cases():
     for p in ["fork_tree", "threads_regs"]:
         cases.append((f"zdtm/{p}/cgroup-freezer", lambda env, p=p: zdtm_cgroup_freezer(env, p)))
     cases += [("restore/pidns-while-running", pidns_while_running),
+              ("restore/scratch-on-another-node", scratch_on_another_node),
               ("restore/busy-pids-refused", busy_pids_refused),
               ("restore/corrupt-images", corrupt_images),
               ("dump/missing-pid", dump_missing_pid),

@@ -15,6 +15,9 @@ struct dump_opts {
 	const char *dir;	/* image directory, must exist */
 	bool leave_running;
 	enum crd_freezer freezer;
+	/* node-local directories whose files the tree uses go into the image */
+	const char **capture;
+	int n_capture;
 };
 
 struct restore_opts {
