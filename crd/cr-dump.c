@@ -103,6 +103,23 @@ static int dump_one_task(struct dump_ctx *ctx, struct dtask *t)
 	return img_write_msg(ctx->dirfd, name, IMG_TASK, &te->base);
 }
 
+static int dump_file_shmem(void *arg, pid_t pid, int fd, const Crd__FileEntry *e)
+{
+	char path[64];
+	int ofd, ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+	ofd = open(path, O_RDONLY | O_CLOEXEC);
+	if (ofd < 0) {
+		ret = -errno;
+		pr_perror("pid %d fd %d: can't open %s to dump its contents", pid, fd, e->path);
+		return ret;
+	}
+	ret = dump_shmem_fd(arg, ofd, e->shmid, e->path);
+	close(ofd);
+	return ret;
+}
+
 static int write_inventory(struct dump_ctx *ctx)
 {
 	struct arena *a = &ctx->arena;
@@ -144,6 +161,9 @@ static int write_inventory(struct dump_ctx *ctx)
 		}
 		inv.tasks[inv.n_tasks++] = e;
 	}
+	ret = file_table_for_each_shmem(ctx->ft, dump_file_shmem, ctx);
+	if (ret)
+		return ret;
 	inv.shmems = ctx->shmems;
 	inv.n_shmems = ctx->nr_shmems;
 	ret = file_table_fill_inventory(ctx->ft, &inv);

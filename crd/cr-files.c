@@ -199,7 +199,12 @@ static int new_desc(struct file_table *ft, pid_t pid, int fd, const char *link,
 		ret = dump_anon_fd(&ft->a, pid, fd, link, info, e);
 		free(info);
 	} else if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISCHR(st->st_mode)) {
-		if (strstr(link, " (deleted)") || st->st_nlink == 0) {
+		if (S_ISREG(st->st_mode) && (strstr(link, " (deleted)") || st->st_nlink == 0 ||
+					     !strncmp(link, "/memfd:", 7))) {
+			/* no path leads to it: its contents go into a shmem image */
+			e->has_shmid = true;
+			e->shmid = st->st_ino;
+		} else if (strstr(link, " (deleted)") || st->st_nlink == 0) {
 			pr_err("pid %d fd %d: %s is deleted: not supported yet\n", pid, fd, link);
 			return -ENOTSUP;
 		}
@@ -349,6 +354,23 @@ static int check_unix_peers(struct file_table *ft)
 	return 0;
 }
 
+int file_table_for_each_shmem(struct file_table *ft,
+			      int (*fn)(void *arg, pid_t pid, int fd, const Crd__FileEntry *e),
+			      void *arg)
+{
+	size_t i;
+	int ret;
+
+	for (i = 0; i < ft->n_files; i++) {
+		if (!ft->files[i].e->has_shmid)
+			continue;
+		ret = fn(arg, ft->files[i].pid, ft->files[i].fd, ft->files[i].e);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
 {
 	size_t i;
@@ -378,6 +400,8 @@ struct fdr_obj {
 
 struct fd_restore {
 	const Crd__Inventory *inv;
+	int (*shmem_fd)(const void *arg, uint64_t id);
+	const void *shmem_arg;
 	struct fdr_obj *objs;
 	size_t n;
 	uint64_t *fifos_filled;	/* FIFOs whose buffer is refilled already */
@@ -532,6 +556,31 @@ static int open_file(const Crd__FileEntry *e)
 	return fd;
 }
 
+/* A file without a path: a new description of its memfd, at its offset. */
+static int open_shmem_file(const struct fd_restore *fr, const Crd__FileEntry *e)
+{
+	int mfd = fr->shmem_fd(fr->shmem_arg, e->shmid), fd;
+	char path[64];
+
+	if (mfd < 0) {
+		pr_err("file %lu (%s): its contents are missing from the images\n", e->id,
+		       e->path ? e->path : "?");
+		return -EINVAL;
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+	fd = open(path, e->flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC));
+	if (fd < 0) {
+		pr_perror("file %lu (%s): can't reopen its memfd", e->id, e->path);
+		return -errno;
+	}
+	if (e->has_pos && lseek(fd, e->pos, SEEK_SET) < 0) {
+		pr_perror("file %lu (%s): can't seek", e->id, e->path);
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
 static const Crd__PipeEntry *inv_pipe(const Crd__Inventory *inv, uint64_t id)
 {
 	size_t i;
@@ -583,6 +632,10 @@ static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 								    e->type)->name, strerror(-fd));
 		break;
 	default:
+		if (e->has_shmid) {
+			fd = open_shmem_file(fr, e);
+			break;
+		}
 		if (!e->path) {
 			pr_err("file %lu: no path in the image\n", e->id);
 			return -EINVAL;
@@ -602,7 +655,9 @@ static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 	return 0;
 }
 
-int fdr_prepare(const Crd__Inventory *inv, int base, struct fd_restore **out)
+int fdr_prepare(const Crd__Inventory *inv, int base,
+		int (*shmem_fd)(const void *arg, uint64_t id), const void *arg,
+		struct fd_restore **out)
 {
 	struct fd_restore *fr = calloc(1, sizeof(*fr));
 	struct pipe_fds *pfs = calloc(inv->n_pipes + 1, sizeof(*pfs));
@@ -618,6 +673,8 @@ int fdr_prepare(const Crd__Inventory *inv, int base, struct fd_restore **out)
 	}
 	fr->next = base;
 	fr->inv = inv;
+	fr->shmem_fd = shmem_fd;
+	fr->shmem_arg = arg;
 	fr->objs = calloc(inv->n_files + 1, sizeof(*fr->objs));
 	fr->fifos_filled = calloc(inv->n_files + 1, sizeof(*fr->fifos_filled));
 	if (!fr->objs || !fr->fifos_filled)

@@ -288,6 +288,8 @@ static int copy_shmem(struct dump_ctx *ctx, int fd, Crd__ShmemEntry *e,
 			pr_err("shared memory %s: short read at %lu\n", e->name, off);
 			return -EIO;
 		}
+		/* a last partial page is stored whole, zero-padded */
+		memset(buf + len, 0, PAGE_ALIGN(len) - len);
 		for (i = 0; !ret && i < len; i += PAGE_SIZE) {
 			if (page_is_zero(buf + i))
 				continue;
@@ -301,25 +303,22 @@ static int copy_shmem(struct dump_ctx *ctx, int fd, Crd__ShmemEntry *e,
 
 /*
  * A shared memory object without a path (shared anonymous memory, memfd,
- * deleted file): its contents go to shmem-ID.img once, whoever maps it.
+ * deleted file), open at fd: its contents go to shmem-ID.img once, whoever
+ * maps it or holds it open.
  */
-static int dump_shmem(struct dump_ctx *ctx, pid_t pid, const Crd__VmaEntry *v)
+int dump_shmem_fd(struct dump_ctx *ctx, int fd, uint64_t id, const char *what)
 {
 	struct img_pages_writer w;
 	Crd__ShmemEntry *e;
-	char path[96], name[64], *buf;
+	char name[64], *buf;
 	struct stat st;
-	int fd, ret;
+	int ret;
 
-	if (find_shmem(ctx, v->shmid))
+	if (find_shmem(ctx, id))
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", pid, v->start, v->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st)) {
+	if (fstat(fd, &st)) {
 		ret = -errno;
-		pr_perror("pid %d: can't open the shared memory mapped at %#lx", pid, v->start);
-		if (fd >= 0)
-			close(fd);
+		pr_perror("%s: can't stat it", what);
 		return ret;
 	}
 	e = arena_alloc(&ctx->arena, sizeof(*e));
@@ -327,15 +326,14 @@ static int dump_shmem(struct dump_ctx *ctx, pid_t pid, const Crd__VmaEntry *v)
 	if (!e || !buf || arena_grow(&ctx->arena, (void **)&ctx->shmems, &ctx->cap_shmems,
 				     ctx->nr_shmems + 1, sizeof(*ctx->shmems))) {
 		free(buf);
-		close(fd);
 		return -ENOMEM;
 	}
 	crd__shmem_entry__init(e);
-	e->id = v->shmid;
+	e->id = id;
 	e->size = st.st_size;
-	e->name = v->path ? v->path : "shared anonymous memory";
+	e->name = arena_strdup(&ctx->arena, what);
 	img_shmem_name(name, sizeof(name), e->id);
-	ret = img_pages_create(ctx->dirfd, name, &w);
+	ret = e->name ? img_pages_create(ctx->dirfd, name, &w) : -ENOMEM;
 	if (!ret) {
 		ret = copy_shmem(ctx, fd, e, &w, buf);
 		if (!ret)
@@ -344,9 +342,27 @@ static int dump_shmem(struct dump_ctx *ctx, pid_t pid, const Crd__VmaEntry *v)
 			img_pages_abort(&w);
 	}
 	free(buf);
-	close(fd);
 	if (!ret)
 		ctx->shmems[ctx->nr_shmems++] = e;
+	return ret;
+}
+
+static int dump_shmem(struct dump_ctx *ctx, pid_t pid, const Crd__VmaEntry *v)
+{
+	char path[96];
+	int fd, ret;
+
+	if (find_shmem(ctx, v->shmid))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", pid, v->start, v->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		pr_perror("pid %d: can't open the shared memory mapped at %#lx", pid, v->start);
+		return ret;
+	}
+	ret = dump_shmem_fd(ctx, fd, v->shmid, v->path ? v->path : "shared anonymous memory");
+	close(fd);
 	return ret;
 }
 

@@ -30,15 +30,17 @@ static int fill_shmem(const Crd__ShmemEntry *e, int img, int memfd, char *buf)
 	for (i = 0; i < e->n_pages; i++) {
 		uint64_t left = e->pages[i]->nr_pages * PAGE_SIZE, dst = e->pages[i]->vaddr;
 
-		if (dst + left > e->size) {
+		if (dst + left > PAGE_ALIGN(e->size)) {
 			pr_err("shared memory %s: pages beyond its size\n", e->name);
 			return -EINVAL;
 		}
 		while (left) {
 			size_t n = left < COPY_SIZE ? left : COPY_SIZE;
+			/* the last page may be partial: the object keeps its size */
+			size_t w = dst + n > e->size ? e->size - dst : n;
 
 			if (pread_all(img, buf, n, src) != (ssize_t)n ||
-			    pwrite(memfd, buf, n, dst) != (ssize_t)n) {
+			    pwrite(memfd, buf, w, dst) != (ssize_t)w) {
 				pr_perror("shared memory %s: can't copy its contents", e->name);
 				return -EIO;
 			}
@@ -106,8 +108,9 @@ int restore_shmems(struct restore_ctx *ctx)
 	return ret;
 }
 
-int shmem_fd(const struct restore_ctx *ctx, uint64_t id)
+int shmem_fd(const void *arg, uint64_t id)
 {
+	const struct restore_ctx *ctx = arg;
 	size_t i;
 
 	for (i = 0; i < ctx->nr_shmems; i++)

@@ -227,7 +227,11 @@ static int setup_fds(struct restore_ctx *ctx)
 	ret = log_move_fd(ctx->fd_base);
 	if (ret < 0)
 		return ret;
-	ret = fdr_prepare(ctx->inv, ret + 1, &ctx->fr);
+	/* shared memory first: files without a path are opened from its memfds */
+	ctx->fd_free = ret + 1;
+	ret = restore_shmems(ctx);
+	if (!ret)
+		ret = fdr_prepare(ctx->inv, ctx->fd_free, shmem_fd, ctx, &ctx->fr);
 	if (ret)
 		return ret;
 	ctx->fd_free = fdr_end(ctx->fr);
@@ -247,7 +251,7 @@ static int setup_fds(struct restore_ctx *ctx)
 		ctx->tasks[i].pages_fd = fd;
 		ctx->fd_free = fd + 1;
 	}
-	return restore_shmems(ctx);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ tree */

@@ -86,5 +86,7 @@ int dump_pending(struct arena *a, pid_t tid, bool shared, Crd__Siginfo ***out, s
 int dump_task_state(struct dump_ctx *ctx, struct dtask *t);
 /* cr-mem.c */
 int dump_task_mem(struct dump_ctx *ctx, struct dtask *t);
+/* contents of a shared memory object without a path, open at fd, into shmem-ID.img */
+int dump_shmem_fd(struct dump_ctx *ctx, int fd, uint64_t id, const char *what);
 
 #endif

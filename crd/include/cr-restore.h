@@ -63,7 +63,7 @@ struct restore_ctx {
 
 /* cr-restore-shmem.c: shared memory objects as memfds, before the tree exists */
 int restore_shmems(struct restore_ctx *ctx);
-int shmem_fd(const struct restore_ctx *ctx, uint64_t id);
+int shmem_fd(const void *ctx, uint64_t id);
 
 /* cr-restore-task.c: runs in a restored process; returns only on failure */
 int restore_task_prepare(struct restore_ctx *ctx, size_t idx, void **args, void **stack);

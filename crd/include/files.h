@@ -29,6 +29,14 @@ void file_table_free(struct file_table *ft);
  */
 int dump_task_fds(struct file_table *ft, pid_t pid, Crd__TaskEntry *te);
 
+/*
+ * Call fn for each open file without a path (deleted file, memfd) ft found,
+ * with a (pid, fd) that holds it: its contents go into a shmem image.
+ */
+int file_table_for_each_shmem(struct file_table *ft,
+			      int (*fn)(void *arg, pid_t pid, int fd, const Crd__FileEntry *e),
+			      void *arg);
+
 /* Point inv->files and inv->pipes at what ft collected (ft still owns them). */
 int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv);
 
@@ -38,9 +46,12 @@ struct fd_restore;
  * Orchestrator, before creating the tree: check that every file exists as
  * dumped (regular files: size unchanged, else a clear error naming the file),
  * open every description and create every pipe (with its buffered data) at
- * fds >= base.  Returns 0 or -errno.
+ * fds >= base.  Files without a path are opened anew from the memfd that
+ * shmem_fd(arg, id) gives.  Returns 0 or -errno.
  */
-int fdr_prepare(const Crd__Inventory *inv, int base, struct fd_restore **out);
+int fdr_prepare(const Crd__Inventory *inv, int base,
+		int (*shmem_fd)(const void *arg, uint64_t id), const void *arg,
+		struct fd_restore **out);
 
 /* One past the highest fd fdr_prepare() used. */
 int fdr_end(const struct fd_restore *fr);

@@ -1,9 +1,10 @@
 /*
  * Shared memory between a parent and its child: MAP_SHARED|MAP_ANONYMOUS, a
  * memfd and an unlinked POSIX shared memory file, each mapped by both, plus a
- * private mapping of the memfd changed in memory.  After restore both see the
- * dumped contents and the regions are still shared: what the child writes,
- * the parent reads.
+ * private mapping of the memfd changed in memory; the memfd and a deleted file
+ * also stay open as fds.  After restore both see the dumped contents and the
+ * regions are still shared: what the child writes, the parent reads, and
+ * what goes through the memfd fd shows in its mapping.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -39,7 +40,8 @@ static void verify(const char *who)
 
 int main(void)
 {
-	int mfd, sfd, st;
+	int mfd, sfd, st, gone;
+	char buf[8];
 	pid_t child;
 
 	zdtm_init("shm");
@@ -56,8 +58,11 @@ int main(void)
 	priv = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
 	check(priv != MAP_FAILED, "private mmap");
 	priv[0] = 'P';
-	close(mfd);
 	close(sfd);
+	check(lseek(mfd, 4096, SEEK_SET) == 4096, "lseek memfd");
+	gone = open("gone.dat", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	check(gone >= 0 && write(gone, "hello", 5) == 5 && !unlink("gone.dat") &&
+	      lseek(gone, 2, SEEK_SET) == 2, "deleted file");
 	child = fork();
 	if (child == 0) {
 		for (int r = 0; r < NREG; r++)
@@ -81,5 +86,9 @@ int main(void)
 	check(waitpid(child, &st, 0) == child && WIFEXITED(st) && !WEXITSTATUS(st), "child failed");
 	for (int r = 0; r < NREG; r++)
 		check(reg[r][8] == 0x77, "region %d is no longer shared with the child", r);
+	check(lseek(mfd, 0, SEEK_CUR) == 4096, "memfd offset");
+	check(pwrite(mfd, "M", 1, 12288) == 1 && reg[1][12288] == 'M',
+	      "memfd fd and mapping are no longer one object");
+	check(read(gone, buf, 3) == 3 && !memcmp(buf, "llo", 3), "deleted file offset or data");
 	return zdtm_pass();
 }
