@@ -242,6 +242,9 @@ int cr_dump(const struct dump_opts *opts)
 		remove_images(&ctx);
 	}
 release:
+	/* connections resume before their processes do; a killed tree's close silently */
+	if (ctx.ft && (ret || opts->leave_running))
+		file_table_close_sockets(ctx.ft, true);
 	release_tree(&ctx, !ret && !opts->leave_running);
 out:
 	if (ctx.ft)

@@ -28,6 +28,7 @@
 #include "files-anon.h"
 #include "files.h"
 #include "log.h"
+#include "sk-tcp.h"
 #include "sk-unix.h"
 #include "util.h"
 
@@ -50,15 +51,33 @@ struct file_table {
 	struct unix_table usk;
 	Crd__UnixSkEntry **sks;
 	size_t n_sks, cap_sks;
+	struct tcp_table *tcp;
+	Crd__TcpSkEntry **tcps;
+	size_t n_tcps, cap_tcps;
 };
 
 struct file_table *file_table_new(void)
 {
-	return calloc(1, sizeof(struct file_table));
+	struct file_table *ft = calloc(1, sizeof(struct file_table));
+
+	if (ft)
+		ft->tcp = tcp_table_new();
+	if (ft && !ft->tcp) {
+		free(ft);
+		ft = NULL;
+	}
+	return ft;
+}
+
+void file_table_close_sockets(struct file_table *ft, bool resume)
+{
+	tcp_table_free(ft->tcp, resume);
+	ft->tcp = NULL;
 }
 
 void file_table_free(struct file_table *ft)
 {
+	file_table_close_sockets(ft, false);
 	unix_table_free(&ft->usk);
 	arena_free(&ft->a);
 	free(ft);
@@ -251,6 +270,20 @@ static int new_desc(struct file_table *ft, pid_t pid, int fd, const char *link,
 		e->type = CRD__FILE_TYPE__FILE_UNIX;
 		e->has_unix_id = true;
 		e->unix_id = u->id;
+	} else if (S_ISSOCK(st->st_mode) && tcp_probe(pid, fd) == 1) {
+		Crd__TcpSkEntry *t = arena_alloc(&ft->a, sizeof(*t));
+
+		if (!t || arena_grow(&ft->a, (void **)&ft->tcps, &ft->cap_tcps, ft->n_tcps + 1,
+				     sizeof(*ft->tcps)))
+			return -ENOMEM;
+		crd__tcp_sk_entry__init(t);
+		ret = tcp_collect(ft->tcp, &ft->a, pid, fd, st->st_ino, t);
+		if (ret)
+			return ret;
+		ft->tcps[ft->n_tcps++] = t;
+		e->type = CRD__FILE_TYPE__FILE_TCP;
+		e->has_tcp_id = true;
+		e->tcp_id = t->id;
 	} else {
 		pr_err("pid %d fd %d: unsupported file type %s\n", pid, fd, link);
 		return -ENOTSUP;
@@ -374,9 +407,15 @@ int file_table_for_each_shmem(struct file_table *ft,
 int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
 {
 	size_t i;
+	int ret;
 
 	if (check_unix_peers(ft))
 		return -ENOTSUP;
+	ret = tcp_dump_all(ft->tcp, &ft->a);
+	if (ret)
+		return ret;
+	inv->tcp_sks = ft->tcps;
+	inv->n_tcp_sks = ft->n_tcps;
 	if (arena_grow(&ft->a, (void **)&ft->entries, &ft->cap_entries, ft->n_files + 1,
 		       sizeof(*ft->entries)))
 		return -ENOMEM;
@@ -592,12 +631,23 @@ static const Crd__PipeEntry *inv_pipe(const Crd__Inventory *inv, uint64_t id)
 }
 
 static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
-		       struct fd_restore *fr, struct pipe_fds *pfs, const int *skfds)
+		       struct fd_restore *fr, struct pipe_fds *pfs, const int *skfds,
+		       const int *tcpfds)
 {
 	size_t i;
 	int fd;
 
 	switch (e->type) {
+	case CRD__FILE_TYPE__FILE_TCP:
+		for (i = 0; i < inv->n_tcp_sks && inv->tcp_sks[i]->id != e->tcp_id; i++)
+			;
+		if (i == inv->n_tcp_sks) {
+			pr_err("file %lu: its TCP socket %lu is missing from the inventory\n",
+			       e->id, e->tcp_id);
+			return -EINVAL;
+		}
+		fd = fcntl(tcpfds[i], F_DUPFD, 0);
+		break;
 	case CRD__FILE_TYPE__FILE_UNIX:
 		for (i = 0; i < inv->n_unix_sks && inv->unix_sks[i]->id != e->unix_id; i++)
 			;
@@ -662,10 +712,12 @@ int fdr_prepare(const Crd__Inventory *inv, int base,
 	struct fd_restore *fr = calloc(1, sizeof(*fr));
 	struct pipe_fds *pfs = calloc(inv->n_pipes + 1, sizeof(*pfs));
 	int *skfds = calloc(inv->n_unix_sks + 1, sizeof(int));
+	int *tcpfds = calloc(inv->n_tcp_sks + 1, sizeof(int));
 	size_t i;
 	int ret = 0;
 
-	if (!fr || !pfs || !skfds) {
+	if (!fr || !pfs || !skfds || !tcpfds) {
+		free(tcpfds);
 		free(skfds);
 		free(pfs);
 		free(fr);
@@ -683,11 +735,17 @@ int fdr_prepare(const Crd__Inventory *inv, int base,
 		ret = prepare_pipe(fr, inv->pipes[i], &pfs[i]);
 	if (!ret)
 		ret = restore_unix_sks(inv->unix_sks, inv->n_unix_sks, skfds);
+	if (!ret)
+		ret = restore_tcp_sks(inv->tcp_sks, inv->n_tcp_sks, tcpfds);
 	for (i = 0; !ret && i < inv->n_files; i++)
-		ret = prepare_one(inv, inv->files[i], fr, pfs, skfds);
+		ret = prepare_one(inv, inv->files[i], fr, pfs, skfds, tcpfds);
 	for (i = 0; i < inv->n_unix_sks; i++)
 		if (skfds[i] >= 0)
 			close(skfds[i]);
+	for (i = 0; i < inv->n_tcp_sks; i++)
+		if (tcpfds[i] >= 0)
+			close(tcpfds[i]);
+	free(tcpfds);
 	free(skfds);
 	free(pfs);
 	if (ret) {

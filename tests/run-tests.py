@@ -442,12 +442,12 @@ def dump_missing_pid(env):
 
 
 def dump_unsupported_fd(env):
-    """a tree holding a socket: dump fails naming it, the tree keeps running"""
+    """a tree holding a UDP socket: dump fails naming it, the tree keeps running"""
     py = shutil.which("python3")
     work = os.path.join(env.tmpdir, "work")
     os.mkdir(work)
     pid = spawn([py, "-c", "import socket, time\n"
-                 "s = socket.socket()\n"
+                 "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                  "open('ready', 'w').close()\n"
                  "n = 0\n"
                  "while True:\n"
@@ -572,7 +572,7 @@ def corrupt_images(env):
 
 
 ZDTM_PROGS = ["mem_random", "mem_sparse", "file_maps", "threads_regs", "fork_tree", "files",
-              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch"]
+              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch", "tcp_pair"]
 
 
 def zdtm_cases():
@@ -583,7 +583,7 @@ def zdtm_cases():
         cases.append((f"zdtm/{p}/dump-restore", lambda env, p=p: zdtm_kill_detach(env, p)))
         cases.append((f"zdtm/{p}/leave-running-redump",
                       lambda env, p=p: zdtm_leave_redump(env, p)))
-    for p in ["unix_pairs", "fd_kinds"]:
+    for p in ["unix_pairs", "fd_kinds", "tcp_pair"]:
         cases.append((f"zdtm/{p}/20-checkpoints", lambda env, p=p: zdtm_many_checkpoints(env, p)))
     for p in ["files", "fork_tree", "signals"]:
         cases.append((f"zdtm/{p}/restore-as-parent", lambda env, p=p: zdtm_kill_wait(env, p)))

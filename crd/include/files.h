@@ -13,6 +13,7 @@
 #ifndef CRD_FILES_H
 #define CRD_FILES_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "crd.pb-c.h"
@@ -21,6 +22,11 @@ struct file_table;
 
 struct file_table *file_table_new(void);
 void file_table_free(struct file_table *ft);
+/*
+ * Let go of the TCP connections held in repair mode: with resume they go on
+ * (the tree runs on), without they close silently (the tree is gone).
+ */
+void file_table_close_sockets(struct file_table *ft, bool resume);
 
 /*
  * Collect the fds of process pid (stopped, part of the dumped tree) into

@@ -1,0 +1,471 @@
+/*
+ * TCP sockets.  A listening socket is bound and listens again.  An
+ * established connection is frozen with TCP_REPAIR: every connection of the
+ * tree enters repair mode before any is read, so none sends or acknowledges
+ * while the others are dumped; then its sequence numbers, queues, options
+ * and window are read.  Restore rebuilds the socket in repair mode (no
+ * handshake), refills its queues and leaves repair mode once every socket
+ * exists; data that was never sent is sent then.
+ *
+ * Not yet: the nftables network lock for connections leaving the node, and
+ * address remapping for a restore on other nodes.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sk-tcp.h"
+
+#define TCPF_ESTABLISHED	1
+#define TCPF_LISTEN		10
+#define OPT_TIMESTAMPS		1
+#define OPT_SACK		2
+#define OPT_WSCALE		4
+
+struct tcp_sk {
+	int sk;			/* our copy of the socket */
+	pid_t pid;
+	int fd;
+	bool repair;
+	Crd__TcpSkEntry *e;
+};
+
+struct tcp_table {
+	struct tcp_sk *sks;
+	size_t n, cap;
+};
+
+struct tcp_table *tcp_table_new(void)
+{
+	return calloc(1, sizeof(struct tcp_table));
+}
+
+void tcp_table_free(struct tcp_table *t, bool resume)
+{
+	int off = TCP_REPAIR_OFF;
+	size_t i;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->n; i++) {
+		if (t->sks[i].repair && resume &&
+		    setsockopt(t->sks[i].sk, SOL_TCP, TCP_REPAIR, &off, sizeof(off)))
+			pr_perror("pid %d fd %d: can't take the connection out of repair",
+				  t->sks[i].pid, t->sks[i].fd);
+		close(t->sks[i].sk);
+	}
+	free(t->sks);
+	free(t);
+}
+
+static int get_sk(pid_t pid, int fd)
+{
+	int pidfd = syscall(SYS_pidfd_open, pid, 0), sk;
+
+	if (pidfd < 0)
+		return -errno;
+	sk = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (sk < 0)
+		sk = -errno;
+	close(pidfd);
+	return sk;
+}
+
+int tcp_probe(pid_t pid, int fd)
+{
+	int sk = get_sk(pid, fd), dom = 0, type = 0, proto = 0;
+	socklen_t l = sizeof(int);
+
+	if (sk < 0)
+		return sk;
+	getsockopt(sk, SOL_SOCKET, SO_DOMAIN, &dom, &l);
+	getsockopt(sk, SOL_SOCKET, SO_TYPE, &type, &l);
+	getsockopt(sk, SOL_SOCKET, SO_PROTOCOL, &proto, &l);
+	close(sk);
+	return (dom == AF_INET || dom == AF_INET6) && type == SOCK_STREAM && proto == IPPROTO_TCP;
+}
+
+static int set_addr(struct arena *a, ProtobufCBinaryData *b, uint32_t *port,
+		    const struct sockaddr_storage *ss)
+{
+	const void *p;
+	size_t len;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)ss;
+
+		p = &in->sin_addr;
+		len = 4;
+		*port = ntohs(in->sin_port);
+	} else {
+		const struct sockaddr_in6 *in6 = (const void *)ss;
+
+		p = &in6->sin6_addr;
+		len = 16;
+		*port = ntohs(in6->sin6_port);
+	}
+	b->data = arena_alloc(a, len);
+	if (!b->data)
+		return -ENOMEM;
+	memcpy(b->data, p, len);
+	b->len = len;
+	return 0;
+}
+
+int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_t ino,
+		Crd__TcpSkEntry *e)
+{
+	struct sockaddr_storage ss;
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+	int sk, val, ret;
+
+	sk = get_sk(pid, fd);
+	if (sk < 0) {
+		pr_err("pid %d fd %d: can't get the socket: %s\n", pid, fd, strerror(-sk));
+		return sk;
+	}
+	e->id = ino;
+	if (getsockopt(sk, SOL_TCP, TCP_INFO, &ti, &l)) {
+		ret = -errno;
+		goto err;
+	}
+	e->state = ti.tcpi_state;
+	if (e->state != TCPF_ESTABLISHED && e->state != TCPF_LISTEN) {
+		pr_err("pid %d fd %d: TCP socket in state %u is not supported yet\n", pid, fd,
+		       e->state);
+		ret = -ENOTSUP;
+		goto err;
+	}
+	l = sizeof(ss);
+	if (getsockname(sk, (struct sockaddr *)&ss, &l)) {
+		ret = -errno;
+		goto err;
+	}
+	e->family = ss.ss_family;
+	ret = set_addr(a, &e->src_addr, &e->src_port, &ss);
+	if (ret)
+		goto err;
+	l = sizeof(val);
+	if (!getsockopt(sk, SOL_SOCKET, SO_REUSEADDR, &val, &l)) {
+		e->has_reuseaddr = true;
+		e->reuseaddr = val;
+	}
+	if (e->family == AF_INET6 && !getsockopt(sk, IPPROTO_IPV6, IPV6_V6ONLY, &val, &l)) {
+		e->has_v6only = true;
+		e->v6only = val;
+	}
+	if (e->state == TCPF_LISTEN) {
+		close(sk);
+		return 0;
+	}
+	l = sizeof(ss);
+	if (getpeername(sk, (struct sockaddr *)&ss, &l)) {
+		ret = -errno;
+		goto err;
+	}
+	e->has_dst_port = true;
+	ret = set_addr(a, &e->dst_addr, &e->dst_port, &ss);
+	if (ret)
+		goto err;
+	e->has_dst_addr = true;
+	if (t->n == t->cap) {
+		struct tcp_sk *n = realloc(t->sks, (t->cap * 2 + 8) * sizeof(*n));
+
+		if (!n) {
+			ret = -ENOMEM;
+			goto err;
+		}
+		t->sks = n;
+		t->cap = t->cap * 2 + 8;
+	}
+	t->sks[t->n++] = (struct tcp_sk){ .sk = sk, .pid = pid, .fd = fd, .e = e };
+	return 0;
+err:
+	if (ret != -ENOTSUP)
+		pr_err("pid %d fd %d: can't inspect the TCP socket: %s\n", pid, fd, strerror(-ret));
+	close(sk);
+	return ret;
+}
+
+static int peek_queue(struct arena *a, int sk, int queue, int ioc, ProtobufCBinaryData *b)
+{
+	int len;
+
+	if (setsockopt(sk, SOL_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)) ||
+	    ioctl(sk, ioc, &len))
+		return -errno;
+	b->len = 0;
+	if (!len)
+		return 0;
+	b->data = arena_alloc(a, len);
+	if (!b->data)
+		return -ENOMEM;
+	if (recv(sk, b->data, len, MSG_PEEK | MSG_DONTWAIT) != len)
+		return -EIO;
+	b->len = len;
+	return 0;
+}
+
+static int get_u32(int sk, int opt, uint32_t *v)
+{
+	socklen_t l = sizeof(*v);
+
+	return getsockopt(sk, SOL_TCP, opt, v, &l) ? -errno : 0;
+}
+
+static int dump_repaired(struct arena *a, struct tcp_sk *s)
+{
+	Crd__TcpSkEntry *e = s->e;
+	struct tcp_repair_window w;
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+	int q, unsent, ret;
+
+	ret = peek_queue(a, s->sk, TCP_SEND_QUEUE, SIOCOUTQ, &e->send_queue);
+	if (!ret)
+		ret = get_u32(s->sk, TCP_QUEUE_SEQ, &e->snd_seq);
+	if (!ret)
+		ret = peek_queue(a, s->sk, TCP_RECV_QUEUE, SIOCINQ, &e->recv_queue);
+	if (!ret)
+		ret = get_u32(s->sk, TCP_QUEUE_SEQ, &e->rcv_seq);
+	if (ret)
+		return ret;
+	q = TCP_NO_QUEUE;
+	setsockopt(s->sk, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q));
+	if (ioctl(s->sk, SIOCOUTQNSD, &unsent) ||
+	    getsockopt(s->sk, SOL_TCP, TCP_INFO, &ti, &l) ||
+	    get_u32(s->sk, TCP_MAXSEG, &e->mss) || get_u32(s->sk, TCP_TIMESTAMP, &e->timestamp))
+		return -errno;
+	l = sizeof(w);
+	if (getsockopt(s->sk, SOL_TCP, TCP_REPAIR_WINDOW, &w, &l))
+		return -errno;
+	e->has_send_queue = e->has_recv_queue = e->has_snd_seq = e->has_rcv_seq = true;
+	e->has_unsent = e->has_mss = e->has_timestamp = e->has_options = true;
+	e->has_snd_wscale = e->has_rcv_wscale = true;
+	e->unsent = unsent;
+	e->options = ti.tcpi_options;
+	e->snd_wscale = ti.tcpi_snd_wscale;
+	e->rcv_wscale = ti.tcpi_rcv_wscale;
+	e->has_snd_wl1 = e->has_snd_wnd = e->has_max_window = e->has_rcv_wnd = true;
+	e->has_rcv_wup = true;
+	e->snd_wl1 = w.snd_wl1;
+	e->snd_wnd = w.snd_wnd;
+	e->max_window = w.max_window;
+	e->rcv_wnd = w.rcv_wnd;
+	e->rcv_wup = w.rcv_wup;
+	return 0;
+}
+
+int tcp_dump_all(struct tcp_table *t, struct arena *a)
+{
+	int on = TCP_REPAIR_ON, ret;
+	size_t i;
+
+	for (i = 0; i < t->n; i++) {
+		if (setsockopt(t->sks[i].sk, SOL_TCP, TCP_REPAIR, &on, sizeof(on))) {
+			ret = -errno;
+			pr_perror("pid %d fd %d: can't put the connection in repair mode",
+				  t->sks[i].pid, t->sks[i].fd);
+			return ret;
+		}
+		t->sks[i].repair = true;
+	}
+	for (i = 0; i < t->n; i++) {
+		ret = dump_repaired(a, &t->sks[i]);
+		if (ret) {
+			pr_err("pid %d fd %d: can't read the TCP connection: %s\n", t->sks[i].pid,
+			       t->sks[i].fd, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ restore */
+
+static socklen_t make_addr(struct sockaddr_storage *ss, uint32_t family,
+			   const ProtobufCBinaryData *a, uint32_t port)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (void *)ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		memcpy(&in->sin_addr, a->data, a->len < 4 ? a->len : 4);
+		return sizeof(*in);
+	}
+	struct sockaddr_in6 *in6 = (void *)ss;
+
+	in6->sin6_family = AF_INET6;
+	in6->sin6_port = htons(port);
+	memcpy(&in6->sin6_addr, a->data, a->len < 16 ? a->len : 16);
+	return sizeof(*in6);
+}
+
+static int set_int(int sk, int level, int opt, int v)
+{
+	return setsockopt(sk, level, opt, &v, sizeof(v)) ? -errno : 0;
+}
+
+static int new_socket(const Crd__TcpSkEntry *e)
+{
+	int sk = socket(e->family, SOCK_STREAM, 0);
+
+	if (sk < 0)
+		return -errno;
+	if (set_int(sk, SOL_SOCKET, SO_REUSEADDR, 1) ||
+	    (e->has_v6only && e->family == AF_INET6 &&
+	     set_int(sk, IPPROTO_IPV6, IPV6_V6ONLY, e->v6only))) {
+		close(sk);
+		return -errno;
+	}
+	return sk;
+}
+
+static int restore_listen(const Crd__TcpSkEntry *e)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = make_addr(&ss, e->family, &e->src_addr, e->src_port);
+	int sk = new_socket(e);
+
+	if (sk < 0)
+		return sk;
+	if (bind(sk, (struct sockaddr *)&ss, l) || listen(sk, SOMAXCONN) ||
+	    set_int(sk, SOL_SOCKET, SO_REUSEADDR, e->has_reuseaddr && e->reuseaddr)) {
+		int ret = -errno;
+
+		pr_perror("TCP socket %lu: can't listen on port %u again", e->id, e->src_port);
+		close(sk);
+		return ret;
+	}
+	return sk;
+}
+
+static int fill_queue(int sk, int queue, const uint8_t *data, size_t len)
+{
+	size_t done = 0;
+
+	if (set_int(sk, SOL_TCP, TCP_REPAIR_QUEUE, queue))
+		return -errno;
+	while (done < len) {
+		ssize_t n = send(sk, data + done, len - done, 0);
+
+		if (n < 0)
+			return -errno;
+		done += n;
+	}
+	return 0;
+}
+
+static int restore_repaired(const Crd__TcpSkEntry *e, int sk)
+{
+	struct sockaddr_storage src, dst;
+	socklen_t sl = make_addr(&src, e->family, &e->src_addr, e->src_port);
+	socklen_t dl = make_addr(&dst, e->family, &e->dst_addr, e->dst_port);
+	struct tcp_repair_opt opts[4];
+	struct tcp_repair_window w = {
+		.snd_wl1 = e->snd_wl1, .snd_wnd = e->snd_wnd, .max_window = e->max_window,
+		.rcv_wnd = e->rcv_wnd, .rcv_wup = e->rcv_wup,
+	};
+	size_t sent = e->send_queue.len - e->unsent;
+	int n = 0;
+
+	if (set_int(sk, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE) ||
+	    set_int(sk, SOL_TCP, TCP_QUEUE_SEQ, e->snd_seq - e->send_queue.len) ||
+	    set_int(sk, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE) ||
+	    set_int(sk, SOL_TCP, TCP_QUEUE_SEQ, e->rcv_seq - e->recv_queue.len))
+		return -errno;
+	if (bind(sk, (struct sockaddr *)&src, sl) || connect(sk, (struct sockaddr *)&dst, dl))
+		return -errno;
+	opts[n++] = (struct tcp_repair_opt){ TCPOPT_MAXSEG, e->mss };
+	if (e->options & OPT_WSCALE)
+		opts[n++] = (struct tcp_repair_opt){ TCPOPT_WINDOW,
+						     e->snd_wscale | (e->rcv_wscale << 16) };
+	if (e->options & OPT_SACK)
+		opts[n++] = (struct tcp_repair_opt){ TCPOPT_SACK_PERMITTED, 0 };
+	if (e->options & OPT_TIMESTAMPS)
+		opts[n++] = (struct tcp_repair_opt){ TCPOPT_TIMESTAMP, 0 };
+	if (setsockopt(sk, SOL_TCP, TCP_REPAIR_OPTIONS, opts, n * sizeof(opts[0])))
+		return -errno;
+	if ((e->options & OPT_TIMESTAMPS) && set_int(sk, SOL_TCP, TCP_TIMESTAMP, e->timestamp))
+		return -errno;
+	if (fill_queue(sk, TCP_RECV_QUEUE, e->recv_queue.data, e->recv_queue.len) ||
+	    fill_queue(sk, TCP_SEND_QUEUE, e->send_queue.data, sent))
+		return -errno ? -errno : -EIO;
+	if (setsockopt(sk, SOL_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)))
+		return -errno;
+	return 0;
+}
+
+/* Leave repair mode and send what had never been sent. */
+static int finish_repaired(const Crd__TcpSkEntry *e, int sk)
+{
+	size_t sent = e->send_queue.len - e->unsent, done = 0;
+
+	if (set_int(sk, SOL_TCP, TCP_REPAIR, TCP_REPAIR_OFF))
+		return -errno;
+	while (done < e->unsent) {
+		ssize_t n = send(sk, e->send_queue.data + sent + done, e->unsent - done,
+				 MSG_NOSIGNAL);
+
+		if (n < 0)
+			return -errno;
+		done += n;
+	}
+	return 0;
+}
+
+int restore_tcp_sks(Crd__TcpSkEntry **sks, size_t n, int *fds)
+{
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; i < n; i++)
+		fds[i] = -1;
+	/* listeners first: the connections then share their ports by force */
+	for (i = 0; !ret && i < n; i++)
+		if (sks[i]->state == TCPF_LISTEN) {
+			fds[i] = restore_listen(sks[i]);
+			ret = fds[i] < 0 ? fds[i] : 0;
+		}
+	for (i = 0; !ret && i < n; i++) {
+		if (sks[i]->state != TCPF_ESTABLISHED)
+			continue;
+		fds[i] = new_socket(sks[i]);
+		ret = fds[i] < 0 ? fds[i] : 0;
+		/* the queues held this much before: make sure they can again */
+		if (!ret)
+			ret = set_int(fds[i], SOL_SOCKET, SO_SNDBUFFORCE,
+				      sks[i]->send_queue.len + (64 << 10));
+		if (!ret)
+			ret = set_int(fds[i], SOL_SOCKET, SO_RCVBUFFORCE,
+				      sks[i]->recv_queue.len + (64 << 10));
+		if (!ret)
+			ret = set_int(fds[i], SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON);
+		if (!ret)
+			ret = restore_repaired(sks[i], fds[i]);
+		if (ret)
+			pr_err("TCP connection %lu (port %u -> %u): can't rebuild it: %s\n",
+			       sks[i]->id, sks[i]->src_port, sks[i]->dst_port, strerror(-ret));
+	}
+	/* both ends of every connection exist: they may talk again */
+	for (i = 0; !ret && i < n; i++)
+		if (sks[i]->state == TCPF_ESTABLISHED) {
+			ret = finish_repaired(sks[i], fds[i]);
+			if (ret)
+				pr_err("TCP connection %lu: can't leave repair mode: %s\n",
+				       sks[i]->id, strerror(-ret));
+		}
+	return ret;
+}

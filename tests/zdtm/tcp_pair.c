@@ -1,0 +1,96 @@
+/*
+ * TCP on loopback inside the tree: a listener, and a connection between the
+ * parent and its child with data queued both ways, more than the receiver's
+ * buffer holds (so some was never sent).  After restore all of it arrives in
+ * order, new data flows both ways, and the listener accepts a new
+ * connection.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "zdtmlib.h"
+
+#define BIG (4 << 20)
+
+static unsigned char pattern(size_t i)
+{
+	return (unsigned char)(i * 7 + i / 251);
+}
+
+/* Read exactly len bytes and check them against the pattern from off. */
+static void read_pattern(int fd, size_t off, size_t len, const char *who)
+{
+	static unsigned char buf[65536];
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, buf, len - got < sizeof(buf) ? len - got : sizeof(buf));
+
+		check(n > 0, "%s: read returned %zd after %zu of %zu bytes", who, n, got, len);
+		for (ssize_t i = 0; i < n; i++)
+			check(buf[i] == pattern(off + got + i), "%s: byte %zu differs", who,
+			      off + got + i);
+		got += n;
+	}
+}
+
+int main(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	static unsigned char big[BIG];
+	int lsk, c, s, st, one = 1;
+	size_t sent = 0, i;
+	pid_t child;
+
+	zdtm_init("tcp_pair");
+	for (i = 0; i < BIG; i++)
+		big[i] = pattern(i);
+	lsk = socket(AF_INET, SOCK_STREAM, 0);
+	check(lsk >= 0 && !setsockopt(lsk, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) &&
+	      !bind(lsk, (struct sockaddr *)&a, sizeof(a)) && !listen(lsk, 8) &&
+	      !getsockname(lsk, (struct sockaddr *)&a, &al), "listen");
+	child = fork();
+	if (child == 0) {
+		c = socket(AF_INET, SOCK_STREAM, 0);
+		check(!connect(c, (struct sockaddr *)&a, sizeof(a)), "connect");
+		check(write(c, zdtm_corrupt() ? "hello parenT" : "hello parent", 12) == 12, "write");
+		zdtm_wait();
+		read_pattern(c, 0, BIG, "child");
+		check(write(c, "bye", 3) == 3, "write after restore");
+		return 0;
+	}
+	s = accept(lsk, NULL, NULL);
+	check(s >= 0, "accept");
+	/* fill the connection until the kernel takes no more */
+	fcntl(s, F_SETFL, O_NONBLOCK);
+	while (sent < BIG) {
+		ssize_t n = write(s, big + sent, BIG - sent);
+
+		if (n <= 0)
+			break;
+		sent += n;
+	}
+	usleep(100000);
+	zdtm_ready();
+	zdtm_wait();
+	fcntl(s, F_SETFL, 0);
+	kill(child, SIGUSR2);
+	{
+		char buf[16];
+
+		check(read(s, buf, 12) == 12 && !memcmp(buf, "hello parent", 12), "queued data");
+		check(write(s, big + sent, BIG - sent) == (ssize_t)(BIG - sent), "rest of the data");
+		check(read(s, buf, 3) == 3 && !memcmp(buf, "bye", 3), "data after restore");
+	}
+	check(waitpid(child, &st, 0) == child && WIFEXITED(st) && !WEXITSTATUS(st), "child failed");
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	check(!connect(c, (struct sockaddr *)&a, sizeof(a)) && accept(lsk, NULL, NULL) >= 0,
+	      "the listener no longer accepts");
+	return zdtm_pass();
+}
