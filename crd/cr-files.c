@@ -29,6 +29,7 @@
 #include "files.h"
 #include "log.h"
 #include "sk-tcp.h"
+#include "sk-udp.h"
 #include "sk-unix.h"
 #include "util.h"
 
@@ -54,6 +55,8 @@ struct file_table {
 	struct tcp_table *tcp;
 	Crd__TcpSkEntry **tcps;
 	size_t n_tcps, cap_tcps;
+	Crd__UdpSkEntry **udps;
+	size_t n_udps, cap_udps;
 };
 
 struct file_table *file_table_new(void)
@@ -284,6 +287,20 @@ static int new_desc(struct file_table *ft, pid_t pid, int fd, const char *link,
 		e->type = CRD__FILE_TYPE__FILE_TCP;
 		e->has_tcp_id = true;
 		e->tcp_id = t->id;
+	} else if (S_ISSOCK(st->st_mode) && udp_probe(pid, fd) == 1) {
+		Crd__UdpSkEntry *u = arena_alloc(&ft->a, sizeof(*u));
+
+		if (!u || arena_grow(&ft->a, (void **)&ft->udps, &ft->cap_udps, ft->n_udps + 1,
+				     sizeof(*ft->udps)))
+			return -ENOMEM;
+		crd__udp_sk_entry__init(u);
+		ret = dump_udp_sk(&ft->a, pid, fd, st->st_ino, u);
+		if (ret)
+			return ret;
+		ft->udps[ft->n_udps++] = u;
+		e->type = CRD__FILE_TYPE__FILE_UDP;
+		e->has_udp_id = true;
+		e->udp_id = u->id;
 	} else {
 		pr_err("pid %d fd %d: unsupported file type %s\n", pid, fd, link);
 		return -ENOTSUP;
@@ -416,6 +433,8 @@ int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
 		return ret;
 	inv->tcp_sks = ft->tcps;
 	inv->n_tcp_sks = ft->n_tcps;
+	inv->udp_sks = ft->udps;
+	inv->n_udp_sks = ft->n_udps;
 	if (arena_grow(&ft->a, (void **)&ft->entries, &ft->cap_entries, ft->n_files + 1,
 		       sizeof(*ft->entries)))
 		return -ENOMEM;
@@ -638,6 +657,16 @@ static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 	int fd;
 
 	switch (e->type) {
+	case CRD__FILE_TYPE__FILE_UDP:
+		for (i = 0; i < inv->n_udp_sks && inv->udp_sks[i]->id != e->udp_id; i++)
+			;
+		if (i == inv->n_udp_sks) {
+			pr_err("file %lu: its UDP socket %lu is missing from the inventory\n",
+			       e->id, e->udp_id);
+			return -EINVAL;
+		}
+		fd = restore_udp_sk(inv->udp_sks[i]);
+		break;
 	case CRD__FILE_TYPE__FILE_TCP:
 		for (i = 0; i < inv->n_tcp_sks && inv->tcp_sks[i]->id != e->tcp_id; i++)
 			;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sk-inet.h"
 #include "sk-tcp.h"
 
 #define TCPF_ESTABLISHED	1
@@ -67,58 +68,9 @@ void tcp_table_free(struct tcp_table *t, bool resume)
 	free(t);
 }
 
-static int get_sk(pid_t pid, int fd)
-{
-	int pidfd = syscall(SYS_pidfd_open, pid, 0), sk;
-
-	if (pidfd < 0)
-		return -errno;
-	sk = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-	if (sk < 0)
-		sk = -errno;
-	close(pidfd);
-	return sk;
-}
-
 int tcp_probe(pid_t pid, int fd)
 {
-	int sk = get_sk(pid, fd), dom = 0, type = 0, proto = 0;
-	socklen_t l = sizeof(int);
-
-	if (sk < 0)
-		return sk;
-	getsockopt(sk, SOL_SOCKET, SO_DOMAIN, &dom, &l);
-	getsockopt(sk, SOL_SOCKET, SO_TYPE, &type, &l);
-	getsockopt(sk, SOL_SOCKET, SO_PROTOCOL, &proto, &l);
-	close(sk);
-	return (dom == AF_INET || dom == AF_INET6) && type == SOCK_STREAM && proto == IPPROTO_TCP;
-}
-
-static int set_addr(struct arena *a, ProtobufCBinaryData *b, uint32_t *port,
-		    const struct sockaddr_storage *ss)
-{
-	const void *p;
-	size_t len;
-
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)ss;
-
-		p = &in->sin_addr;
-		len = 4;
-		*port = ntohs(in->sin_port);
-	} else {
-		const struct sockaddr_in6 *in6 = (const void *)ss;
-
-		p = &in6->sin6_addr;
-		len = 16;
-		*port = ntohs(in6->sin6_port);
-	}
-	b->data = arena_alloc(a, len);
-	if (!b->data)
-		return -ENOMEM;
-	memcpy(b->data, p, len);
-	b->len = len;
-	return 0;
+	return inet_probe(pid, fd, SOCK_STREAM, IPPROTO_TCP);
 }
 
 int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_t ino,
@@ -129,7 +81,7 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 	socklen_t l = sizeof(ti);
 	int sk, val, ret;
 
-	sk = get_sk(pid, fd);
+	sk = inet_get_sk(pid, fd);
 	if (sk < 0) {
 		pr_err("pid %d fd %d: can't get the socket: %s\n", pid, fd, strerror(-sk));
 		return sk;
@@ -152,7 +104,7 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 		goto err;
 	}
 	e->family = ss.ss_family;
-	ret = set_addr(a, &e->src_addr, &e->src_port, &ss);
+	ret = inet_save_addr(a, &e->src_addr, &e->src_port, &ss);
 	if (ret)
 		goto err;
 	l = sizeof(val);
@@ -174,7 +126,7 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 		goto err;
 	}
 	e->has_dst_port = true;
-	ret = set_addr(a, &e->dst_addr, &e->dst_port, &ss);
+	ret = inet_save_addr(a, &e->dst_addr, &e->dst_port, &ss);
 	if (ret)
 		goto err;
 	e->has_dst_addr = true;
@@ -293,26 +245,6 @@ int tcp_dump_all(struct tcp_table *t, struct arena *a)
 
 /* ------------------------------------------------------------------ restore */
 
-static socklen_t make_addr(struct sockaddr_storage *ss, uint32_t family,
-			   const ProtobufCBinaryData *a, uint32_t port)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *in = (void *)ss;
-
-		in->sin_family = AF_INET;
-		in->sin_port = htons(port);
-		memcpy(&in->sin_addr, a->data, a->len < 4 ? a->len : 4);
-		return sizeof(*in);
-	}
-	struct sockaddr_in6 *in6 = (void *)ss;
-
-	in6->sin6_family = AF_INET6;
-	in6->sin6_port = htons(port);
-	memcpy(&in6->sin6_addr, a->data, a->len < 16 ? a->len : 16);
-	return sizeof(*in6);
-}
-
 static int set_int(int sk, int level, int opt, int v)
 {
 	return setsockopt(sk, level, opt, &v, sizeof(v)) ? -errno : 0;
@@ -336,7 +268,7 @@ static int new_socket(const Crd__TcpSkEntry *e)
 static int restore_listen(const Crd__TcpSkEntry *e)
 {
 	struct sockaddr_storage ss;
-	socklen_t l = make_addr(&ss, e->family, &e->src_addr, e->src_port);
+	socklen_t l = inet_make_addr(&ss, e->family, &e->src_addr, e->src_port);
 	int sk = new_socket(e);
 
 	if (sk < 0)
@@ -371,8 +303,8 @@ static int fill_queue(int sk, int queue, const uint8_t *data, size_t len)
 static int restore_repaired(const Crd__TcpSkEntry *e, int sk)
 {
 	struct sockaddr_storage src, dst;
-	socklen_t sl = make_addr(&src, e->family, &e->src_addr, e->src_port);
-	socklen_t dl = make_addr(&dst, e->family, &e->dst_addr, e->dst_port);
+	socklen_t sl = inet_make_addr(&src, e->family, &e->src_addr, e->src_port);
+	socklen_t dl = inet_make_addr(&dst, e->family, &e->dst_addr, e->dst_port);
 	struct tcp_repair_opt opts[4];
 	struct tcp_repair_window w = {
 		.snd_wl1 = e->snd_wl1, .snd_wnd = e->snd_wnd, .max_window = e->max_window,

@@ -442,12 +442,12 @@ def dump_missing_pid(env):
 
 
 def dump_unsupported_fd(env):
-    """a tree holding a UDP socket: dump fails naming it, the tree keeps running"""
+    """a tree holding a netlink socket: dump fails naming it, the tree keeps running"""
     py = shutil.which("python3")
     work = os.path.join(env.tmpdir, "work")
     os.mkdir(work)
     pid = spawn([py, "-c", "import socket, time\n"
-                 "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                 "s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)\n"
                  "open('ready', 'w').close()\n"
                  "n = 0\n"
                  "while True:\n"

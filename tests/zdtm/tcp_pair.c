@@ -1,5 +1,6 @@
 /*
- * TCP on loopback inside the tree: a listener, and a connection between the
+ * TCP and UDP on loopback inside the tree.  A UDP socket bound to a port
+ * keeps it, a connected one its peer.  TCP: a listener, and a connection between the
  * parent and its child with data queued both ways, more than the receiver's
  * buffer holds (so some was never sent).  After restore all of it arrives in
  * order, new data flows both ways, and the listener accepts a new
@@ -44,7 +45,8 @@ int main(void)
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t al = sizeof(a);
 	static unsigned char big[BIG];
-	int lsk, c, s, st, one = 1;
+	struct sockaddr_in ua;
+	int lsk, c, s, st, one = 1, us, uc;
 	size_t sent = 0, i;
 	pid_t child;
 
@@ -55,6 +57,15 @@ int main(void)
 	check(lsk >= 0 && !setsockopt(lsk, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) &&
 	      !bind(lsk, (struct sockaddr *)&a, sizeof(a)) && !listen(lsk, 8) &&
 	      !getsockname(lsk, (struct sockaddr *)&a, &al), "listen");
+	/* UDP: a bound server and a client connected to it */
+	us = socket(AF_INET, SOCK_DGRAM, 0);
+	uc = socket(AF_INET, SOCK_DGRAM, 0);
+	ua = a;
+	ua.sin_port = 0;
+	al = sizeof(ua);
+	check(us >= 0 && uc >= 0 && !bind(us, (struct sockaddr *)&ua, sizeof(ua)) &&
+	      !getsockname(us, (struct sockaddr *)&ua, &al) &&
+	      !connect(uc, (struct sockaddr *)&ua, sizeof(ua)), "UDP");
 	child = fork();
 	if (child == 0) {
 		c = socket(AF_INET, SOCK_STREAM, 0);
@@ -89,6 +100,12 @@ int main(void)
 		check(read(s, buf, 3) == 3 && !memcmp(buf, "bye", 3), "data after restore");
 	}
 	check(waitpid(child, &st, 0) == child && WIFEXITED(st) && !WEXITSTATUS(st), "child failed");
+	{
+		char buf[8];
+
+		check(send(uc, "dgram", 5, 0) == 5 && recv(us, buf, sizeof(buf), 0) == 5 &&
+		      !memcmp(buf, "dgram", 5), "UDP pair lost its addresses");
+	}
 	c = socket(AF_INET, SOCK_STREAM, 0);
 	check(!connect(c, (struct sockaddr *)&a, sizeof(a)) && accept(lsk, NULL, NULL) >= 0,
 	      "the listener no longer accepts");
