@@ -34,6 +34,7 @@
 #include "image.h"
 #include "log.h"
 #include "proc.h"
+#include "remap.h"
 #include "util.h"
 
 #define RESTORE_TIMEOUT_S	120
@@ -690,8 +691,10 @@ int cr_restore(const struct restore_opts *opts)
 	if (ctx.dirfd < 0)
 		return ctx.dirfd;
 	ret = load_images(&ctx);
-	if (!ret)
+	if (!ret) {
+		remap_inventory(opts, ctx.inv);
 		ret = check_tree(&ctx);
+	}
 	if (!ret)
 		ret = restore_captured(&ctx);
 	if (!ret)

@@ -16,7 +16,7 @@ static void usage(FILE *f)
 		"Usage:\n"
 		"  crd dump -t PID -D DIR [--leave-running] [--freezer=ptrace|cgroup]\n"
 		"           [--capture-path DIR]...\n"
-		"  crd restore -D DIR [--detach] [--pidns]\n"
+		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]...\n"
 		"  crd check\n"
 		"  crd show FILE|DIR\n"
 		"Common options:\n"
@@ -31,6 +31,7 @@ enum {
 	OPT_DETACH,
 	OPT_PIDNS,
 	OPT_CAPTURE,
+	OPT_REMAP,
 };
 
 static const struct option long_opts[] = {
@@ -41,6 +42,7 @@ static const struct option long_opts[] = {
 	{ "detach", no_argument, NULL, OPT_DETACH },
 	{ "pidns", no_argument, NULL, OPT_PIDNS },
 	{ "capture-path", required_argument, NULL, OPT_CAPTURE },
+	{ "remap-ip", required_argument, NULL, OPT_REMAP },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "log-file", required_argument, NULL, 'o' },
 	{ "help", no_argument, NULL, 'h' },
@@ -48,8 +50,10 @@ static const struct option long_opts[] = {
 };
 
 #define MAX_CAPTURE	32
+#define MAX_REMAP	64
 
 struct cli {
+	struct ip_remap remap[MAX_REMAP];
 	const char *capture[MAX_CAPTURE + 1];
 	struct dump_opts dump;
 	struct restore_opts restore;
@@ -100,6 +104,15 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 			}
 			c->capture[c->dump.n_capture++] = optarg;
 			break;
+		case OPT_REMAP:
+			if (c->restore.n_remap == MAX_REMAP ||
+			    ip_remap_parse(optarg, &c->remap[c->restore.n_remap])) {
+				fprintf(stderr, "crd: --remap-ip takes OLD=NEW addresses of one "
+					"family (at most %d): '%s'\n", MAX_REMAP, optarg);
+				return -1;
+			}
+			c->restore.n_remap++;
+			break;
 		case 'v':
 			c->verbose++;
 			break;
@@ -148,6 +161,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	c.dump.capture = c.capture;
+	c.restore.remap = c.remap;
 	if (parse_opts(argc - 1, argv + 1, &c) || open_log(&c))
 		return 2;
 

@@ -387,6 +387,42 @@ def scratch_on_another_node(env):
             os.unlink(shm)
 
 
+def tcp_endpoints(pid):
+    """(local, remote) hex addresses of pid's established TCP sockets"""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    out = []
+    with open(f"/proc/{pid}/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            p = line.split()
+            if p[9] in inodes and p[3] == "01":
+                out.append((p[1].split(":")[0], p[2].split(":")[0]))
+    return out
+
+
+def remap_ip(env):
+    """restore --remap-ip moves TCP endpoints to a new address; the stream goes on"""
+    t = Zdtm(env, "tcp_pair")
+    try:
+        t.start()
+        assert tcp_endpoints(t.pid) == [("0100007F", "0100007F")], tcp_endpoints(t.pid)
+        img = t.imgdir()
+        t.dump_kill(img)
+        r = t.crd("restore", "-D", img, "--detach", "--remap-ip", "127.0.0.1=127.0.0.2")
+        assert r.code == 0, f"restore failed ({r.code}): {r.out}"
+        got = tcp_endpoints(t.pid)
+        assert got == [("0200007F", "0200007F")], f"endpoints after the remap: {got}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+
+
 def pidns_while_running(env):
     """restore --pidns while the original tree still runs with the same PIDs"""
     # a tree without named objects: both copies run side by side
@@ -592,6 +628,7 @@ def zdtm_cases():
     for p in ["fork_tree", "threads_regs"]:
         cases.append((f"zdtm/{p}/cgroup-freezer", lambda env, p=p: zdtm_cgroup_freezer(env, p)))
     cases += [("restore/pidns-while-running", pidns_while_running),
+              ("restore/remap-ip", remap_ip),
               ("restore/scratch-on-another-node", scratch_on_another_node),
               ("restore/busy-pids-refused", busy_pids_refused),
               ("restore/corrupt-images", corrupt_images),

@@ -20,11 +20,23 @@ struct dump_opts {
 	int n_capture;
 };
 
+struct ip_remap {
+	int family;		/* AF_INET or AF_INET6 */
+	unsigned char from[16];
+	unsigned char to[16];
+};
+
 struct restore_opts {
 	const char *dir;
 	bool detach;		/* print the root PID and exit, leaving the tree running */
 	bool pidns;		/* restore into a new PID namespace */
+	/* TCP/UDP endpoints on from are restored on to (ranks moved to other nodes) */
+	const struct ip_remap *remap;
+	int n_remap;
 };
+
+/* Parse "OLD=NEW" (IPv4 or IPv6 addresses) into r; 0 or -EINVAL. */
+int ip_remap_parse(const char *s, struct ip_remap *r);
 
 /* Each returns 0 or -errno, after logging what went wrong. */
 int cr_dump(const struct dump_opts *opts);

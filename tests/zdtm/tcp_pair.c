@@ -106,6 +106,9 @@ int main(void)
 		check(send(uc, "dgram", 5, 0) == 5 && recv(us, buf, sizeof(buf), 0) == 5 &&
 		      !memcmp(buf, "dgram", 5), "UDP pair lost its addresses");
 	}
+	/* where the listener is now (crd restore --remap-ip may have moved it) */
+	al = sizeof(a);
+	check(!getsockname(lsk, (struct sockaddr *)&a, &al), "getsockname");
 	c = socket(AF_INET, SOCK_STREAM, 0);
 	check(!connect(c, (struct sockaddr *)&a, sizeof(a)) && accept(lsk, NULL, NULL) >= 0,
 	      "the listener no longer accepts");
