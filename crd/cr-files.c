@@ -194,6 +194,61 @@ out:
 	return ret;
 }
 
+/* A zeroed element appended to the array *arr of *n (*cap allocated), or NULL. */
+static void *append_new(struct arena *a, void ***arr, size_t *n, size_t *cap, size_t size)
+{
+	void *p = arena_alloc(a, size);
+
+	if (!p || arena_grow(a, (void **)arr, cap, *n + 1, sizeof(**arr)))
+		return NULL;
+	(*arr)[(*n)++] = p;
+	return p;
+}
+
+/* UNIX, TCP and UDP sockets; anything else is refused with its name. */
+static int dump_socket(struct file_table *ft, pid_t pid, int fd, const char *link,
+		       const struct stat *st, Crd__FileEntry *e)
+{
+	if (unix_lookup(&ft->usk, st->st_ino)) {
+		Crd__UnixSkEntry *u = append_new(&ft->a, (void ***)&ft->sks, &ft->n_sks,
+						 &ft->cap_sks, sizeof(*u));
+
+		if (!u)
+			return -ENOMEM;
+		crd__unix_sk_entry__init(u);
+		e->type = CRD__FILE_TYPE__FILE_UNIX;
+		e->has_unix_id = true;
+		e->unix_id = st->st_ino;
+		return dump_unix_sk(&ft->a, &ft->usk, pid, fd, st->st_ino, u);
+	}
+	if (tcp_probe(pid, fd) == 1) {
+		Crd__TcpSkEntry *t = append_new(&ft->a, (void ***)&ft->tcps, &ft->n_tcps,
+						&ft->cap_tcps, sizeof(*t));
+
+		if (!t)
+			return -ENOMEM;
+		crd__tcp_sk_entry__init(t);
+		e->type = CRD__FILE_TYPE__FILE_TCP;
+		e->has_tcp_id = true;
+		e->tcp_id = st->st_ino;
+		return tcp_collect(ft->tcp, &ft->a, pid, fd, st->st_ino, t);
+	}
+	if (udp_probe(pid, fd) == 1) {
+		Crd__UdpSkEntry *u = append_new(&ft->a, (void ***)&ft->udps, &ft->n_udps,
+						&ft->cap_udps, sizeof(*u));
+
+		if (!u)
+			return -ENOMEM;
+		crd__udp_sk_entry__init(u);
+		e->type = CRD__FILE_TYPE__FILE_UDP;
+		e->has_udp_id = true;
+		e->udp_id = st->st_ino;
+		return dump_udp_sk(&ft->a, pid, fd, st->st_ino, u);
+	}
+	pr_err("pid %d fd %d: unsupported file type %s\n", pid, fd, link);
+	return -ENOTSUP;
+}
+
 static int new_desc(struct file_table *ft, pid_t pid, int fd, const char *link,
 		    const struct stat *st, uint64_t pos, uint32_t flags, struct ft_file **out)
 {
@@ -259,48 +314,8 @@ static int new_desc(struct file_table *ft, pid_t pid, int fd, const char *link,
 		e->has_pipe_id = true;
 		e->pipe_id = st->st_ino;
 		ret = dump_pipe_data(ft, pid, fd, st->st_ino);
-	} else if (S_ISSOCK(st->st_mode) && unix_lookup(&ft->usk, st->st_ino)) {
-		Crd__UnixSkEntry *u = arena_alloc(&ft->a, sizeof(*u));
-
-		if (!u || arena_grow(&ft->a, (void **)&ft->sks, &ft->cap_sks, ft->n_sks + 1,
-				     sizeof(*ft->sks)))
-			return -ENOMEM;
-		crd__unix_sk_entry__init(u);
-		ret = dump_unix_sk(&ft->a, &ft->usk, pid, fd, st->st_ino, u);
-		if (ret)
-			return ret;
-		ft->sks[ft->n_sks++] = u;
-		e->type = CRD__FILE_TYPE__FILE_UNIX;
-		e->has_unix_id = true;
-		e->unix_id = u->id;
-	} else if (S_ISSOCK(st->st_mode) && tcp_probe(pid, fd) == 1) {
-		Crd__TcpSkEntry *t = arena_alloc(&ft->a, sizeof(*t));
-
-		if (!t || arena_grow(&ft->a, (void **)&ft->tcps, &ft->cap_tcps, ft->n_tcps + 1,
-				     sizeof(*ft->tcps)))
-			return -ENOMEM;
-		crd__tcp_sk_entry__init(t);
-		ret = tcp_collect(ft->tcp, &ft->a, pid, fd, st->st_ino, t);
-		if (ret)
-			return ret;
-		ft->tcps[ft->n_tcps++] = t;
-		e->type = CRD__FILE_TYPE__FILE_TCP;
-		e->has_tcp_id = true;
-		e->tcp_id = t->id;
-	} else if (S_ISSOCK(st->st_mode) && udp_probe(pid, fd) == 1) {
-		Crd__UdpSkEntry *u = arena_alloc(&ft->a, sizeof(*u));
-
-		if (!u || arena_grow(&ft->a, (void **)&ft->udps, &ft->cap_udps, ft->n_udps + 1,
-				     sizeof(*ft->udps)))
-			return -ENOMEM;
-		crd__udp_sk_entry__init(u);
-		ret = dump_udp_sk(&ft->a, pid, fd, st->st_ino, u);
-		if (ret)
-			return ret;
-		ft->udps[ft->n_udps++] = u;
-		e->type = CRD__FILE_TYPE__FILE_UDP;
-		e->has_udp_id = true;
-		e->udp_id = u->id;
+	} else if (S_ISSOCK(st->st_mode)) {
+		ret = dump_socket(ft, pid, fd, link, st, e);
 	} else {
 		pr_err("pid %d fd %d: unsupported file type %s\n", pid, fd, link);
 		return -ENOTSUP;
