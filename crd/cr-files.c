@@ -407,6 +407,8 @@ static int check_unix_peers(struct file_table *ft)
 	size_t i, j;
 
 	for (i = 0; i < ft->n_sks; i++) {
+		if (ft->sks[i]->has_listening && ft->sks[i]->listening)
+			continue;
 		for (j = 0; j < ft->n_sks && ft->sks[j]->id != ft->sks[i]->peer; j++)
 			;
 		if (j == ft->n_sks) {

@@ -12,7 +12,10 @@
 #include <netlink/netlink.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,6 +24,7 @@
 
 #define PEEK_BUF	(256 << 10)
 #define TCP_ESTABLISHED	1
+#define TCP_LISTEN	10
 
 static int on_diag_msg(struct nl_msg *msg, void *arg)
 {
@@ -42,6 +46,8 @@ static int on_diag_msg(struct nl_msg *msg, void *arg)
 		u->peer = nla_get_u32(tb[UNIX_DIAG_PEER]);
 	if (tb[UNIX_DIAG_SHUTDOWN])
 		u->shutdown = nla_get_u8(tb[UNIX_DIAG_SHUTDOWN]);
+	if (tb[UNIX_DIAG_RQLEN])
+		u->rqlen = ((struct unix_diag_rqlen *)nla_data(tb[UNIX_DIAG_RQLEN]))->udiag_rqueue;
 	if (tb[UNIX_DIAG_NAME]) {
 		int len = nla_len(tb[UNIX_DIAG_NAME]);
 
@@ -61,7 +67,7 @@ static int unix_load(struct unix_table *t)
 	struct unix_diag_req req = {
 		.sdiag_family = AF_UNIX,
 		.udiag_states = ~0U,
-		.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER,
+		.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN,
 	};
 	struct nl_sock *sk = nl_socket_alloc();
 	int ret;
@@ -201,14 +207,33 @@ int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint3
 
 	if (!u)
 		return -ENOENT;
-	if (u->name[0] || u->state != TCP_ESTABLISHED || !u->peer) {
-		pr_err("pid %d fd %d: UNIX socket %u (%s%s) is not supported yet: only connected "
-		       "unnamed ones are\n", pid, fd, ino, u->name[0] ? "named " : "",
-		       u->peer ? u->name : "no peer");
-		return -ENOTSUP;
-	}
 	e->id = ino;
 	e->type = u->type;
+	if (u->name[0]) {
+		e->name = arena_strdup(a, u->name);
+		if (!e->name)
+			return -ENOMEM;
+	}
+	if (u->state == TCP_LISTEN && u->name[0]) {
+		/* sock_diag gives the name as bound: relative to a cwd we don't know */
+		if (u->name[0] != '/' && u->name[0] != '@') {
+			pr_err("pid %d fd %d: UNIX listener bound to the relative name %s: not "
+			       "supported yet\n", pid, fd, u->name);
+			return -ENOTSUP;
+		}
+		if (u->rqlen) {
+			pr_err("pid %d fd %d: UNIX listener %s has %u connections waiting to be "
+			       "accepted: not supported yet\n", pid, fd, u->name, u->rqlen);
+			return -ENOTSUP;
+		}
+		e->has_listening = e->listening = true;
+		return 0;
+	}
+	if (u->state != TCP_ESTABLISHED || !u->peer) {
+		pr_err("pid %d fd %d: UNIX socket %u (%s) is not supported yet: only connected "
+		       "ones and listeners are\n", pid, fd, ino, u->name[0] ? u->name : "unnamed");
+		return -ENOTSUP;
+	}
 	e->peer = u->peer;
 	e->has_shutdown = true;
 	e->shutdown = u->shutdown;
@@ -261,6 +286,33 @@ static int apply_shutdown(const Crd__UnixSkEntry *e, int fd)
 	return 0;
 }
 
+/* A listener bound to its path (a stale socket file there is replaced) and listening. */
+static int restore_listener(const Crd__UnixSkEntry *e)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	socklen_t len = offsetof(struct sockaddr_un, sun_path) + strlen(e->name);
+	struct stat st;
+	int sk;
+
+	if (strlen(e->name) >= sizeof(sun.sun_path)) {
+		pr_err("UNIX listener %lu: name too long\n", e->id);
+		return -EINVAL;
+	}
+	memcpy(sun.sun_path, e->name, strlen(e->name));
+	if (e->name[0] == '@')
+		sun.sun_path[0] = '\0';
+	else if (!lstat(e->name, &st) && S_ISSOCK(st.st_mode))
+		unlink(e->name);
+	sk = socket(AF_UNIX, e->type, 0);
+	if (sk < 0 || bind(sk, (struct sockaddr *)&sun, len) || listen(sk, SOMAXCONN)) {
+		pr_perror("UNIX listener %s: can't listen again", e->name);
+		if (sk >= 0)
+			close(sk);
+		return -errno;
+	}
+	return sk;
+}
+
 int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
 {
 	size_t i, j;
@@ -272,6 +324,12 @@ int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
 
 		if (fds[i] >= 0)
 			continue;
+		if (sks[i]->has_listening && sks[i]->listening) {
+			fds[i] = restore_listener(sks[i]);
+			if (fds[i] < 0)
+				return fds[i];
+			continue;
+		}
 		for (j = 0; j < n && !(sks[j]->id == sks[i]->peer && sks[j]->peer == sks[i]->id);
 		     j++)
 			;

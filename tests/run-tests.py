@@ -426,7 +426,7 @@ def remap_ip(env):
 def pidns_while_running(env):
     """restore --pidns while the original tree still runs with the same PIDs"""
     # a tree without named objects: both copies run side by side
-    t = Zdtm(env, "unix_pairs")
+    t = Zdtm(env, "fork_tree")
     init = None
     try:
         t.start()
@@ -436,7 +436,7 @@ def pidns_while_running(env):
         assert r.code == 0, f"restore --pidns failed ({r.code}): {r.out}"
         init = int(r.out.split()[-1])
         kids = descendants(init)
-        assert len(kids) >= 3, f"restored tree incomplete: {kids}"
+        assert len(kids) >= 5, f"restored tree incomplete: {kids}"
         root = kids[1] if kids[0] == init else kids[0]
         with open(f"/proc/{root}/status") as f:
             nspid = [l for l in f if l.startswith("NSpid:")][0].split()[1:]

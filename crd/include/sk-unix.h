@@ -15,6 +15,7 @@ struct unix_diag_info {
 	uint8_t state;
 	uint32_t peer;
 	uint32_t shutdown;
+	uint32_t rqlen;		/* listeners: connections waiting in the accept queue */
 	char name[108];		/* "" for unnamed sockets */
 	struct unix_diag_info *next;
 };
@@ -29,16 +30,17 @@ const struct unix_diag_info *unix_lookup(struct unix_table *t, uint32_t ino);
 void unix_table_free(struct unix_table *t);
 
 /*
- * Fill e (id, type, peer, shutdown, queue) for the socket that pid has at fd.
- * Only connected unnamed sockets are supported yet: anything else is a clear
- * error naming pid, fd and why.
+ * Fill e for the socket that pid has at fd: a connected socket (id, type,
+ * peer, shutdown, queue) or a listener with an empty accept queue.  Anything
+ * else is a clear error naming pid, fd and why.
  */
 int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint32_t ino,
 		 Crd__UnixSkEntry *e);
 
 /*
- * Restore: a socketpair per pair of entries, queues refilled, shutdowns
- * applied.  fds[i] gets the socket of sks[i].
+ * Restore: a socketpair per pair of connected entries (a bound name of a
+ * connected socket is not kept), queues refilled, shutdowns applied; listeners
+ * bound and listening again.  fds[i] gets the socket of sks[i].
  */
 int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds);
 

@@ -1,12 +1,16 @@
 /*
  * UNIX socketpairs between a parent and its child (stream, datagram and
- * seqpacket) with data queued in both directions, and one half shut down.
- * After restore the queued data arrives intact, with its message
- * boundaries, and the pairs still carry new data both ways.
+ * seqpacket) with data queued in both directions, and one half shut down;
+ * a listener bound to a path, with a connection the parent accepted from the
+ * child.  After restore the queued data arrives intact, with its message
+ * boundaries, the pairs still carry new data both ways, and the listener
+ * accepts a new connection.
  */
 #include <signal.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "zdtmlib.h"
@@ -33,10 +37,20 @@ static void expect(int fd, const char *want, int type, const char *who)
 
 int main(void)
 {
-	int sv[NT][2], hs[2], st, i;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int sv[NT][2], hs[2], st, i, lsk, acc, cl;
 	pid_t child;
 
 	zdtm_init("unix_pairs");
+	check(getcwd(sun.sun_path, sizeof(sun.sun_path) - 16), "getcwd");
+	strcat(sun.sun_path, "/srv.sock");
+	lsk = socket(AF_UNIX, SOCK_STREAM, 0);
+	check(lsk >= 0 && !bind(lsk, (struct sockaddr *)&sun, sizeof(sun)) && !listen(lsk, 4),
+	      "listen");
+	cl = socket(AF_UNIX, SOCK_STREAM, 0);
+	check(cl >= 0 && !connect(cl, (struct sockaddr *)&sun, sizeof(sun)), "connect");
+	acc = accept(lsk, NULL, NULL);
+	check(acc >= 0 && send(cl, "via-listener", 12, 0) == 12, "accept");
 	for (i = 0; i < NT; i++)
 		check(!socketpair(AF_UNIX, types[i], 0, sv[i]), "socketpair");
 	check(!socketpair(AF_UNIX, SOCK_STREAM, 0, hs), "socketpair");
@@ -83,6 +97,15 @@ int main(void)
 		expect_empty(sv[i][0], "parent");
 	}
 	expect(hs[0], "last words", SOCK_STREAM, "parent (shut down pair)");
+	expect(acc, "via-listener", SOCK_STREAM, "parent (accepted connection)");
+	check(send(acc, "back", 4, 0) == 4, "send on the accepted connection");
+	expect(cl, "back", SOCK_STREAM, "parent (connected client)");
+	{
+		int c2 = socket(AF_UNIX, SOCK_STREAM, 0);
+
+		check(c2 >= 0 && !connect(c2, (struct sockaddr *)&sun, sizeof(sun)) &&
+		      accept(lsk, NULL, NULL) >= 0, "the listener no longer accepts");
+	}
 	{
 		char c;
 
