@@ -30,6 +30,7 @@
 #include "log.h"
 #include "sk-tcp.h"
 #include "sk-udp.h"
+#include "tty.h"
 #include "sk-unix.h"
 #include "util.h"
 
@@ -285,15 +286,18 @@ static int new_desc(struct file_table *ft, pid_t pid, int fd, const char *link,
 			pr_err("pid %d fd %d: %s is deleted: not supported yet\n", pid, fd, link);
 			return -ENOTSUP;
 		}
-		if (S_ISCHR(st->st_mode) && (!strncmp(link, "/dev/pts/", 9) ||
-					     !strncmp(link, "/dev/tty", 8) ||
-					     !strcmp(link, "/dev/ptmx"))) {
+		if (S_ISCHR(st->st_mode) && tty_is_pty(link)) {
+			ret = dump_tty(&ft->a, pid, fd, link, e);
+			if (ret)
+				return ret;
+		} else if (S_ISCHR(st->st_mode) && !strncmp(link, "/dev/tty", 8)) {
 			pr_err("pid %d fd %d: terminal %s is not supported yet\n", pid, fd, link);
 			return -ENOTSUP;
 		}
-		e->type = S_ISREG(st->st_mode) ? CRD__FILE_TYPE__FILE_REG :
-			  S_ISDIR(st->st_mode) ? CRD__FILE_TYPE__FILE_DIR :
-						 CRD__FILE_TYPE__FILE_CHR;
+		if (e->type != CRD__FILE_TYPE__FILE_TTY)
+			e->type = S_ISREG(st->st_mode) ? CRD__FILE_TYPE__FILE_REG :
+				  S_ISDIR(st->st_mode) ? CRD__FILE_TYPE__FILE_DIR :
+							 CRD__FILE_TYPE__FILE_CHR;
 		e->path = arena_strdup(&ft->a, link);
 		e->has_pos = true;
 		e->pos = pos;
@@ -445,6 +449,7 @@ int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
 
 	if (check_unix_peers(ft))
 		return -ENOTSUP;
+
 	ret = tcp_dump_all(ft->tcp, &ft->a);
 	if (ret)
 		return ret;
@@ -457,6 +462,9 @@ int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
 		return -ENOMEM;
 	for (i = 0; i < ft->n_files; i++)
 		ft->entries[i] = ft->files[i].e;
+	ret = tty_check_pairs(ft->entries, ft->n_files);
+	if (ret)
+		return ret;
 	inv->files = ft->entries;
 	inv->n_files = ft->n_files;
 	inv->pipes = ft->pipes;
@@ -475,6 +483,7 @@ struct fdr_obj {
 
 struct fd_restore {
 	const Crd__Inventory *inv;
+	struct tty_restore *tty;
 	int (*shmem_fd)(const void *arg, uint64_t id);
 	const void *shmem_arg;
 	struct fdr_obj *objs;
@@ -674,6 +683,9 @@ static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 	int fd;
 
 	switch (e->type) {
+	case CRD__FILE_TYPE__FILE_TTY:
+		fd = tty_open(fr->tty, e);
+		break;
 	case CRD__FILE_TYPE__FILE_UDP:
 		for (i = 0; i < inv->n_udp_sks && inv->udp_sks[i]->id != e->udp_id; i++)
 			;
@@ -783,6 +795,11 @@ int fdr_prepare(const Crd__Inventory *inv, int base,
 		ret = restore_unix_sks(inv->unix_sks, inv->n_unix_sks, skfds);
 	if (!ret)
 		ret = restore_tcp_sks(inv->tcp_sks, inv->n_tcp_sks, tcpfds);
+	if (!ret) {
+		fr->tty = tty_restore_new(inv);
+		if (!fr->tty)
+			ret = -EIO;
+	}
 	for (i = 0; !ret && i < inv->n_files; i++)
 		ret = prepare_one(inv, inv->files[i], fr, pfs, skfds, tcpfds);
 	for (i = 0; i < inv->n_unix_sks; i++)
@@ -882,6 +899,7 @@ void fdr_free(struct fd_restore *fr)
 {
 	if (!fr)
 		return;
+	tty_restore_free(fr->tty);
 	free(fr->objs);
 	free(fr->fifos_filled);
 	free(fr);
