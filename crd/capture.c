@@ -134,7 +134,8 @@ int capture_files(struct dump_ctx *ctx, Crd__Inventory *inv)
 	int ret = 0;
 
 	for (i = 0; !ret && i < inv->n_files; i++)
-		if (inv->files[i]->type == CRD__FILE_TYPE__FILE_REG && inv->files[i]->path)
+		if (inv->files[i]->type == CRD__FILE_TYPE__FILE_REG && inv->files[i]->path &&
+		    !inv->files[i]->has_shmid)
 			ret = capture_one(ctx, inv, &cap, inv->files[i]->path);
 	for (i = 0; !ret && i < ctx->nr_tasks; i++) {
 		const Crd__TaskEntry *te = ctx->tasks[i].te;

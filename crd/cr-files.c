@@ -652,7 +652,8 @@ static int open_shmem_file(const struct fd_restore *fr, const Crd__FileEntry *e)
 		return -EINVAL;
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
-	fd = open(path, e->flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC));
+	/* through the /proc link: O_NOFOLLOW would refuse it */
+	fd = open(path, e->flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC | O_NOFOLLOW));
 	if (fd < 0) {
 		pr_perror("file %lu (%s): can't reopen its memfd", e->id, e->path);
 		return -errno;

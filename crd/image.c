@@ -321,7 +321,9 @@ int img_pages_finish(struct img_pages_writer *w)
 	int ret;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", w->name);
-	if (pwrite(w->fd, &hdr, sizeof(hdr), 0) != sizeof(hdr)) {
+	/* an image without data still reaches its data offset */
+	if (ftruncate(w->fd, IMG_PAGES_DATA_OFF + w->len) ||
+	    pwrite(w->fd, &hdr, sizeof(hdr), 0) != sizeof(hdr)) {
 		ret = errno ? -errno : -EIO;
 		pr_perror("%s: can't write the header", tmp);
 		img_pages_abort(w);
