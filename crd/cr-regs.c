@@ -211,7 +211,8 @@ int dump_thread_regs(struct dump_ctx *ctx, struct dtask *t, struct dthread *th,
 	}
 	e->xsave.len = iov.iov_len;
 
-	if (!ptrace(PTRACE_GET_RSEQ_CONFIGURATION, th->tid, sizeof(rseq), &rseq) &&
+	/* it returns the size of what it wrote, not 0 */
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, th->tid, sizeof(rseq), &rseq) > 0 &&
 	    rseq.rseq_abi_pointer) {
 		e->has_rseq_addr = e->has_rseq_len = e->has_rseq_sig = true;
 		e->rseq_addr = rseq.rseq_abi_pointer;
