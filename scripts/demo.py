@@ -5,6 +5,7 @@
 """
 import ctypes
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -62,4 +63,8 @@ os.waitpid(pid, 0)
 ok = counts == list(range(1, len(counts) + 1)) and counts[-1] > stopped_at
 print("== verify: the count went on from %d without a gap or a restart: %s"
       % (stopped_at, "yes" if ok else "NO"))
+if os.environ.get("KEEP"):
+    print(f"   images and log kept in {work}")
+else:
+    shutil.rmtree(work)
 sys.exit(0 if ok else 1)
