@@ -423,6 +423,29 @@ def remap_ip(env):
         t.cleanup()
 
 
+def restore_in_other_netns(env):
+    """a tree with TCP and UDP on loopback restored inside another network namespace"""
+    ns = f"crd-test-{os.getpid()}"
+    t = Zdtm(env, "tcp_pair")
+    r = run([shutil.which("ip"), "netns", "add", ns])
+    assert r.code == 0, f"ip netns add: {r.out}"
+    try:
+        r = run([shutil.which("ip"), "-n", ns, "link", "set", "lo", "up"])
+        assert r.code == 0, f"lo up: {r.out}"
+        t.start()
+        img = t.imgdir()
+        t.dump_kill(img)
+        r = run([shutil.which("nsenter"), f"--net=/run/netns/{ns}", env.crd, "restore", "-D", img,
+                 "--detach"])
+        assert r.code == 0, f"restore in {ns} failed ({r.code}): {r.out}"
+        assert os.stat(f"/proc/{t.pid}/ns/net").st_ino == os.stat(f"/run/netns/{ns}").st_ino, \
+            "the tree is not in the other namespace"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+        run([shutil.which("ip"), "netns", "del", ns])
+
+
 def pidns_while_running(env):
     """restore --pidns while the original tree still runs with the same PIDs"""
     # a tree without named objects: both copies run side by side
@@ -629,6 +652,7 @@ def zdtm_cases():
         cases.append((f"zdtm/{p}/cgroup-freezer", lambda env, p=p: zdtm_cgroup_freezer(env, p)))
     cases += [("restore/pidns-while-running", pidns_while_running),
               ("restore/remap-ip", remap_ip),
+              ("restore/other-netns", restore_in_other_netns),
               ("restore/scratch-on-another-node", scratch_on_another_node),
               ("restore/busy-pids-refused", busy_pids_refused),
               ("restore/corrupt-images", corrupt_images),
