@@ -166,6 +166,8 @@ static int write_inventory(struct dump_ctx *ctx)
 		return ret;
 	inv.shmems = ctx->shmems;
 	inv.n_shmems = ctx->nr_shmems;
+	inv.sysv_shms = ctx->sysv;
+	inv.n_sysv_shms = ctx->nr_sysv;
 	ret = file_table_fill_inventory(ctx->ft, &inv);
 	if (!ret)
 		ret = capture_files(ctx, &inv);

@@ -26,6 +26,7 @@
 #include "image.h"
 #include "log.h"
 #include "proc.h"
+#include "sysv.h"
 #include "util.h"
 
 #define PME_PRESENT	(1ULL << 63)
@@ -410,9 +411,18 @@ static int classify_vma(struct vma_collect *vc, const struct proc_vma *pv, Crd__
 		return 0;
 	}
 	if (!strncmp(pv->path, "/SYSV", 5)) {
-		pr_err("pid %d: System V shared memory at %#lx is not supported yet\n", pid,
-		       pv->start);
-		return -ENOTSUP;
+		/* attached with shmat(): the inode number is the segment's id */
+		if (pv->pgoff) {
+			pr_err("pid %d: System V segment %lu attached in part at %#lx: not "
+			       "supported yet\n", pid, pv->ino, pv->start);
+			return -ENOTSUP;
+		}
+		v->kind = CRD__VMA_KIND__VMA_SYSV_SHM;
+		v->flags = MAP_SHARED;
+		v->has_shmid = v->has_pgoff = true;
+		v->shmid = pv->ino;
+		v->path = arena_strdup(&vc->ctx->arena, pv->path);
+		return sysv_collect(vc->ctx, pv->ino);
 	}
 	if (pv->deleted || !strncmp(pv->path, "/memfd:", 7)) {
 		/* no path leads to it: its contents go into the image (dump_shmem) */
@@ -478,6 +488,7 @@ static bool vma_has_pages(const Crd__VmaEntry *v)
 	case CRD__VMA_KIND__VMA_VSYSCALL:
 	case CRD__VMA_KIND__VMA_FILE_SHARED:
 	case CRD__VMA_KIND__VMA_ANON_SHARED:
+	case CRD__VMA_KIND__VMA_SYSV_SHM:
 		return false;
 	default:
 		return true;

@@ -163,7 +163,11 @@ static int fill_vmas(struct restore_ctx *ctx, const Crd__TaskEntry *te, char *ba
 		if (vma_is_special(v))
 			continue;
 		rv->flags = v->flags;
-		if (v->has_shmid) {
+		if (v->kind == CRD__VMA_KIND__VMA_SYSV_SHM) {
+			rv->sysv = 1;
+			rv->sysv_id = v->shmid;
+			rv->fd = -1;
+		} else if (v->has_shmid) {
 			/* the object's memfd, shared with every other mapper */
 			rv->fd = shmem_fd(ctx, v->shmid);
 			rv->flags &= ~MAP_ANONYMOUS;

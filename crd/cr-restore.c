@@ -35,6 +35,7 @@
 #include "log.h"
 #include "proc.h"
 #include "remap.h"
+#include "sysv.h"
 #include "util.h"
 
 #define RESTORE_TIMEOUT_S	120
@@ -231,6 +232,8 @@ static int setup_fds(struct restore_ctx *ctx)
 	/* shared memory first: files without a path are opened from its memfds */
 	ctx->fd_free = ret + 1;
 	ret = restore_shmems(ctx);
+	if (!ret)
+		ret = sysv_restore(ctx);
 	if (!ret)
 		ret = fdr_prepare(ctx->inv, ctx->fd_free, shmem_fd, ctx, &ctx->fr);
 	if (ret)
@@ -699,8 +702,10 @@ int cr_restore(const struct restore_opts *opts)
 		ret = restore_captured(&ctx);
 	if (!ret)
 		ret = setup_fds(&ctx);
-	if (ret)
+	if (ret) {
+		sysv_undo(&ctx);
 		goto out;
+	}
 	ctx.sh_len = sizeof(*ctx.sh) + ctx.nr_tasks * sizeof(ctx.sh->task[0]);
 	ctx.sh = mmap(NULL, ctx.sh_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (ctx.sh == MAP_FAILED) {
@@ -720,8 +725,10 @@ int cr_restore(const struct restore_opts *opts)
 	if (ret) {
 		pr_err("restore from %s failed\n", opts->dir);
 		kill_tree(&ctx, child);
+		sysv_undo(&ctx);
 		goto out;
 	}
+	sysv_finish(&ctx);
 	if (opts->detach) {
 		printf("%d\n", opts->pidns ? child : ctx.sh->task[0].outer_pid);
 		fflush(stdout);
@@ -741,6 +748,7 @@ out:
 	}
 	free(ctx.tasks);
 	free(ctx.shmems);
+	free(ctx.sysv_made);
 	if (ctx.inv)
 		crd__inventory__free_unpacked(ctx.inv, NULL);
 	close(ctx.dirfd);

@@ -18,6 +18,9 @@
 
 #include "rst.h"
 
+#define SHM_RDONLY	010000
+#define SHM_EXEC	0100000
+
 #define TASK_SIZE_MAX		0x7ffffffff000UL
 #define FP_XSTATE_MAGIC2	0x46505845U
 #define PR_TIMER_CREATE_RESTORE_IDS	77
@@ -120,9 +123,19 @@ static void map_vmas(struct rst_args *a)
 
 	for (i = 0; i < a->n_vmas; i++, v++) {
 		uint32_t prot = v->fill ? v->prot | PROT_READ | PROT_WRITE : v->prot;
-		long r = sys6(__NR_mmap, v->start, v->end - v->start, prot, v->flags | MAP_FIXED,
-			      v->fd, v->pgoff);
+		long r;
 
+		if (v->sysv) {
+			r = sys3(__NR_shmat, v->sysv_id, v->start,
+				 (v->prot & PROT_WRITE ? 0 : SHM_RDONLY) |
+				 (v->prot & PROT_EXEC ? SHM_EXEC : 0));
+			if (r == (long)v->start && !(v->prot & PROT_READ))
+				r = sys3(__NR_mprotect, v->start, v->end - v->start, v->prot) ?:
+				    (long)v->start;
+		} else {
+			r = sys6(__NR_mmap, v->start, v->end - v->start, prot, v->flags | MAP_FIXED,
+				 v->fd, v->pgoff);
+		}
 		if (r != (long)v->start)
 			fail(a, "map of a VMA", r);
 	}

@@ -233,6 +233,14 @@ class Zdtm:
         # what a failed test may leave in /dev/shm (names end in its pid)
         for f in glob.glob(f"/dev/shm/crd-zdtm-*-{self.pid}"):
             os.unlink(f)
+        # and System V segments keyed by its pid (sysv_shm), which outlive processes
+        if self.pid:
+            key = 0x7a000000 | (self.pid & 0xffffff)
+            with open("/proc/sysvipc/shm") as f:
+                for line in f.readlines()[1:]:
+                    k, shmid = line.split()[:2]
+                    if int(k) == key:
+                        run([shutil.which("ipcrm"), "-m", shmid])
 
 
 def maps_of(pid):
@@ -631,7 +639,7 @@ def corrupt_images(env):
 
 
 ZDTM_PROGS = ["mem_random", "mem_sparse", "file_maps", "threads_regs", "fork_tree", "files",
-              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch", "tcp_pair", "pty", "task_state"]
+              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch", "tcp_pair", "pty", "task_state", "sysv_shm"]
 
 
 def zdtm_cases():

@@ -50,6 +50,9 @@ struct dump_ctx {
 	Crd__ShmemEntry **shmems;	/* shared memory objects dumped so far */
 	size_t nr_shmems;
 	size_t cap_shmems;
+	Crd__SysvShmEntry **sysv;	/* System V segments attached by the tree */
+	size_t nr_sysv;
+	size_t cap_sysv;
 };
 
 /* cr-freeze.c */

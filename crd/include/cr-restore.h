@@ -2,6 +2,7 @@
 #ifndef CRD_CR_RESTORE_H
 #define CRD_CR_RESTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -54,6 +55,7 @@ struct restore_ctx {
 	struct fd_restore *fr;
 	struct rshmem *shmems;
 	size_t nr_shmems;
+	bool *sysv_made;	/* System V segments this restore created */
 	int fd_base;		/* first restore-internal fd */
 	int fd_free;		/* first fd nothing uses yet (per process) */
 	struct rst_shared *sh;

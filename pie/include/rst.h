@@ -21,6 +21,8 @@ struct rst_vma {
 	uint32_t flags;		/* mmap flags, MAP_FIXED added by the blob */
 	int32_t fd;		/* file mappings, else -1 */
 	uint32_t fill;		/* pages are read into it: map writable first */
+	uint32_t sysv;		/* a System V segment: shmat() sysv_id here */
+	uint32_t sysv_id;
 };
 
 struct rst_run {
