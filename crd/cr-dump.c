@@ -230,6 +230,7 @@ int cr_dump(const struct dump_opts *opts)
 		ret = -ENOMEM;
 		goto out;
 	}
+	file_table_set_shell_job(ctx.ft, opts->shell_job);
 	ret = freeze_tree(&ctx);
 	if (ret)
 		goto release;

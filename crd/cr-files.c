@@ -58,6 +58,7 @@ struct file_table {
 	size_t n_tcps, cap_tcps;
 	Crd__UdpSkEntry **udps;
 	size_t n_udps, cap_udps;
+	bool shell_job;
 };
 
 struct file_table *file_table_new(void)
@@ -71,6 +72,11 @@ struct file_table *file_table_new(void)
 		ft = NULL;
 	}
 	return ft;
+}
+
+void file_table_set_shell_job(struct file_table *ft, bool shell_job)
+{
+	ft->shell_job = shell_job;
 }
 
 void file_table_close_sockets(struct file_table *ft, bool resume)
@@ -462,7 +468,7 @@ int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
 		return -ENOMEM;
 	for (i = 0; i < ft->n_files; i++)
 		ft->entries[i] = ft->files[i].e;
-	ret = tty_check_pairs(ft->entries, ft->n_files);
+	ret = tty_check_pairs(ft->entries, ft->n_files, ft->shell_job);
 	if (ret)
 		return ret;
 	inv->files = ft->entries;
@@ -483,6 +489,7 @@ struct fdr_obj {
 
 struct fd_restore {
 	const Crd__Inventory *inv;
+	bool shell_job;
 	struct tty_restore *tty;
 	int (*shmem_fd)(const void *arg, uint64_t id);
 	const void *shmem_arg;
@@ -764,7 +771,7 @@ static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 	return 0;
 }
 
-int fdr_prepare(const Crd__Inventory *inv, int base,
+int fdr_prepare(const Crd__Inventory *inv, int base, bool shell_job,
 		int (*shmem_fd)(const void *arg, uint64_t id), const void *arg,
 		struct fd_restore **out)
 {
@@ -784,6 +791,7 @@ int fdr_prepare(const Crd__Inventory *inv, int base,
 	}
 	fr->next = base;
 	fr->inv = inv;
+	fr->shell_job = shell_job;
 	fr->shmem_fd = shmem_fd;
 	fr->shmem_arg = arg;
 	fr->objs = calloc(inv->n_files + 1, sizeof(*fr->objs));
@@ -797,7 +805,7 @@ int fdr_prepare(const Crd__Inventory *inv, int base,
 	if (!ret)
 		ret = restore_tcp_sks(inv->tcp_sks, inv->n_tcp_sks, tcpfds);
 	if (!ret) {
-		fr->tty = tty_restore_new(inv);
+		fr->tty = tty_restore_new(inv, fr->shell_job);
 		if (!fr->tty)
 			ret = -EIO;
 	}

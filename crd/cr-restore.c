@@ -235,7 +235,8 @@ static int setup_fds(struct restore_ctx *ctx)
 	if (!ret)
 		ret = sysv_restore(ctx);
 	if (!ret)
-		ret = fdr_prepare(ctx->inv, ctx->fd_free, shmem_fd, ctx, &ctx->fr);
+		ret = fdr_prepare(ctx->inv, ctx->fd_free, ctx->opts->shell_job, shmem_fd, ctx,
+				  &ctx->fr);
 	if (ret)
 		return ret;
 	ctx->fd_free = fdr_end(ctx->fr);

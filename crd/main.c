@@ -15,8 +15,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage:\n"
 		"  crd dump -t PID -D DIR [--leave-running] [--freezer=ptrace|cgroup]\n"
-		"           [--capture-path DIR]...\n"
-		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]...\n"
+		"           [--capture-path DIR]... [--shell-job]\n"
+		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]... [--shell-job]\n"
 		"  crd check\n"
 		"  crd show FILE|DIR\n"
 		"Common options:\n"
@@ -32,6 +32,7 @@ enum {
 	OPT_PIDNS,
 	OPT_CAPTURE,
 	OPT_REMAP,
+	OPT_SHELL_JOB,
 };
 
 static const struct option long_opts[] = {
@@ -43,6 +44,7 @@ static const struct option long_opts[] = {
 	{ "pidns", no_argument, NULL, OPT_PIDNS },
 	{ "capture-path", required_argument, NULL, OPT_CAPTURE },
 	{ "remap-ip", required_argument, NULL, OPT_REMAP },
+	{ "shell-job", no_argument, NULL, OPT_SHELL_JOB },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "log-file", required_argument, NULL, 'o' },
 	{ "help", no_argument, NULL, 'h' },
@@ -103,6 +105,9 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 				return -1;
 			}
 			c->capture[c->dump.n_capture++] = optarg;
+			break;
+		case OPT_SHELL_JOB:
+			c->dump.shell_job = c->restore.shell_job = true;
 			break;
 		case OPT_REMAP:
 			if (c->restore.n_remap == MAX_REMAP ||

@@ -96,7 +96,7 @@ int dump_tty(struct arena *a, pid_t pid, int fd, const char *path, Crd__FileEntr
 	return ret;
 }
 
-int tty_check_pairs(Crd__FileEntry **files, size_t n)
+int tty_check_pairs(Crd__FileEntry **files, size_t n, bool shell_job)
 {
 	size_t i, j;
 
@@ -107,9 +107,11 @@ int tty_check_pairs(Crd__FileEntry **files, size_t n)
 			if (files[j]->type == CRD__FILE_TYPE__FILE_TTY && files[j]->tty_master &&
 			    files[j]->tty_index == files[i]->tty_index)
 				break;
-		if (j == n) {
-			pr_err("terminal /dev/pts/%u: its master is outside the dumped tree: not "
-			       "supported yet\n", files[i]->tty_index);
+		if (j == n && shell_job) {
+			files[i]->has_tty_external = files[i]->tty_external = true;
+		} else if (j == n) {
+			pr_err("terminal /dev/pts/%u: its master is outside the dumped tree (dump "
+			       "with --shell-job if it is your terminal)\n", files[i]->tty_index);
 			return -ENOTSUP;
 		}
 	}
@@ -126,6 +128,7 @@ struct tty_pair {
 struct tty_restore {
 	struct tty_pair *pairs;
 	size_t n;
+	int term;		/* our terminal, for the tree's external one; -1 if none */
 };
 
 static int new_pair(const Crd__FileEntry *e, struct tty_pair *p)
@@ -155,13 +158,25 @@ static int new_pair(const Crd__FileEntry *e, struct tty_pair *p)
 	return 0;
 }
 
-struct tty_restore *tty_restore_new(const Crd__Inventory *inv)
+struct tty_restore *tty_restore_new(const Crd__Inventory *inv, bool shell_job)
 {
 	struct tty_restore *t = calloc(1, sizeof(*t));
 	size_t i;
 
 	if (!t)
 		return NULL;
+	t->term = -1;
+	for (i = 0; i < inv->n_files; i++) {
+		if (!inv->files[i]->has_tty_external || !inv->files[i]->tty_external)
+			continue;
+		if (!shell_job || !isatty(STDIN_FILENO)) {
+			pr_err("the tree ran on a terminal: restore it with --shell-job from one\n");
+			free(t);
+			return NULL;
+		}
+		t->term = STDIN_FILENO;
+		break;
+	}
 	t->pairs = calloc(inv->n_files + 1, sizeof(*t->pairs));
 	if (!t->pairs) {
 		free(t);
@@ -186,6 +201,14 @@ int tty_open(struct tty_restore *t, const Crd__FileEntry *e)
 	size_t i;
 	int fd;
 
+	if (e->has_tty_external && e->tty_external) {
+		/* a new description of our terminal: the tree's own flags */
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", t->term);
+		fd = open(path, (e->flags & O_ACCMODE) | O_NOCTTY);
+		if (fd < 0)
+			pr_perror("can't open our terminal for the tree");
+		return fd < 0 ? -errno : fd;
+	}
 	for (i = 0; i < t->n && t->pairs[i].old_index != e->tty_index; i++)
 		;
 	if (i == t->n) {

@@ -71,8 +71,8 @@ def exit_code(status):
     return 128 + os.WTERMSIG(status)
 
 
-def spawn(argv, cwd=None, out=None, env=None, user=None, keep_fd=None):
-    """fork+exec with stdin /dev/null and stdout+stderr to the file out."""
+def spawn(argv, cwd=None, out=None, env=None, user=None, keep_fd=None, tty=None):
+    """fork+exec with stdin /dev/null and stdout+stderr to the file out (or all on tty)."""
     pid = os.fork()
     if pid == 0:
         try:
@@ -84,6 +84,9 @@ def spawn(argv, cwd=None, out=None, env=None, user=None, keep_fd=None):
                 os.chdir(cwd)
             fd = os.open("/dev/null", os.O_RDONLY)
             os.dup2(fd, 0)
+            if tty is not None:
+                for i in range(3):
+                    os.dup2(tty, i)
             if out:
                 ofd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 os.dup2(ofd, 1)
@@ -454,6 +457,56 @@ def restore_in_other_netns(env):
         run([shutil.which("ip"), "netns", "del", ns])
 
 
+def _read_pty(master, want, timeout=30):
+    """what arrives on a pty master until want shows up (or timeout)"""
+    import select
+    got = b""
+    deadline = time.time() + timeout
+    while want not in got and time.time() < deadline:
+        r, _, _ = select.select([master], [], [], 0.1)
+        if r:
+            try:
+                got += os.read(master, 4096)
+            except OSError:
+                break
+    return got
+
+
+def shell_job(env):
+    """a tree on a terminal: dump refused without --shell-job; restored onto another terminal"""
+    m1, s1 = os.openpty()
+    m2, s2 = os.openpty()
+    work = os.path.join(env.tmpdir, "work")
+    os.mkdir(work)
+    prog = os.path.join(env.zdtm, "signals")
+    pid = spawn([prog], cwd=work, tty=s1)
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(os.path.join(work, "ready")):
+            assert time.time() < deadline and alive(pid), "test did not start"
+            time.sleep(0.01)
+        img = os.path.join(env.tmpdir, "img")
+        os.mkdir(img)
+        r = run([env.crd, "dump", "-t", str(pid), "-D", img, "--leave-running"])
+        assert r.code == 1 and "dump with --shell-job" in r.out, f"dump on a tty: {r.out}"
+        r = run([env.crd, "dump", "-t", str(pid), "-D", img, "--shell-job"])
+        assert r.code == 0, f"dump --shell-job failed: {r.out}"
+        assert wait_for(pid, 10) is not None, "the dump did not kill the tree"
+        # restored from another terminal: the tree's output goes there now
+        rpid = spawn([env.crd, "restore", "-D", img, "--detach", "--shell-job"], tty=s2)
+        st = wait_for(rpid, 60)
+        assert exit_code(st) == 0, f"restore --shell-job failed ({exit_code(st)}): " + \
+            _read_pty(m2, b"never", 0.5).decode(errors="replace")
+        os.kill(pid, signal.SIGUSR2)
+        got = _read_pty(m2, b"PASS")
+        st = wait_for(pid, 30)
+        assert exit_code(st) == 0 and b"PASS" in got, f"restored test: {exit_code(st)} {got!r}"
+    finally:
+        kill_tree(pid)
+        for fd in (m1, s1, m2, s2):
+            os.close(fd)
+
+
 def pidns_while_running(env):
     """restore --pidns while the original tree still runs with the same PIDs"""
     # a tree without named objects: both copies run side by side
@@ -661,6 +714,7 @@ def zdtm_cases():
     cases += [("restore/pidns-while-running", pidns_while_running),
               ("restore/remap-ip", remap_ip),
               ("restore/other-netns", restore_in_other_netns),
+              ("restore/shell-job", shell_job),
               ("restore/scratch-on-another-node", scratch_on_another_node),
               ("restore/busy-pids-refused", busy_pids_refused),
               ("restore/corrupt-images", corrupt_images),

@@ -15,6 +15,7 @@ struct dump_opts {
 	const char *dir;	/* image directory, must exist */
 	bool leave_running;
 	enum crd_freezer freezer;
+	bool shell_job;		/* the tree runs on the caller's terminal */
 	/* node-local directories whose files the tree uses go into the image */
 	const char **capture;
 	int n_capture;
@@ -30,6 +31,7 @@ struct restore_opts {
 	const char *dir;
 	bool detach;		/* print the root PID and exit, leaving the tree running */
 	bool pidns;		/* restore into a new PID namespace */
+	bool shell_job;		/* give the tree our terminal for the one it was on */
 	/* TCP/UDP endpoints on from are restored on to (ranks moved to other nodes) */
 	const struct ip_remap *remap;
 	int n_remap;

@@ -22,6 +22,8 @@ struct file_table;
 
 struct file_table *file_table_new(void);
 void file_table_free(struct file_table *ft);
+/* The tree runs on the caller's terminal: its slave fds without a master are fine. */
+void file_table_set_shell_job(struct file_table *ft, bool shell_job);
 /*
  * Let go of the TCP connections held in repair mode: with resume they go on
  * (the tree runs on), without they close silently (the tree is gone).
@@ -55,7 +57,7 @@ struct fd_restore;
  * fds >= base.  Files without a path are opened anew from the memfd that
  * shmem_fd(arg, id) gives.  Returns 0 or -errno.
  */
-int fdr_prepare(const Crd__Inventory *inv, int base,
+int fdr_prepare(const Crd__Inventory *inv, int base, bool shell_job,
 		int (*shmem_fd)(const void *arg, uint64_t id), const void *arg,
 		struct fd_restore **out);
 
