@@ -741,6 +741,7 @@ static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 	case CRD__FILE_TYPE__FILE_SIGNALFD:
 	case CRD__FILE_TYPE__FILE_TIMERFD:
 	case CRD__FILE_TYPE__FILE_EPOLL:
+	case CRD__FILE_TYPE__FILE_INOTIFY:
 		fd = create_anon_fd(e);
 		if (fd < 0)
 			pr_err("file %lu: can't create its %s: %s\n", e->id,

@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -84,6 +87,94 @@ static int dump_epoll(struct arena *a, const char *info, pid_t pid, Crd__FileEnt
 	return 0;
 }
 
+/* A mount of the filesystem with device dev (kernel encoding), for open_by_handle_at(). */
+static int mount_fd_of(unsigned long dev)
+{
+	unsigned int major = dev >> 20, minor = dev & 0xfffff, ma, mi;
+	char *buf, *line, *save, root[PATH_MAX], mnt[PATH_MAX];
+	int fd = -ENOENT;
+
+	if (read_file("/proc/self/mountinfo", &buf) < 0)
+		return -EIO;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (sscanf(line, "%*d %*d %u:%u %4095s %4095s", &ma, &mi, root, mnt) != 4 ||
+		    ma != major || mi != minor || strcmp(root, "/"))
+			continue;
+		/* open_by_handle_at() refuses an O_PATH mount fd */
+		fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			fd = -errno;
+		break;
+	}
+	free(buf);
+	return fd;
+}
+
+/* The path of the file a watch is on, from its file handle. */
+static char *watch_path(struct arena *a, unsigned long dev, unsigned int bytes, int type,
+			const char *hex)
+{
+	struct file_handle *fh = calloc(1, sizeof(*fh) + bytes);
+	char link[64], path[PATH_MAX], *ret = NULL;
+	int mfd, fd = -1;
+	unsigned int i;
+	ssize_t n;
+
+	if (!fh)
+		return NULL;
+	fh->handle_bytes = bytes;
+	fh->handle_type = type;
+	for (i = 0; i < bytes && sscanf(hex + 2 * i, "%2hhx", &fh->f_handle[i]) == 1; i++)
+		;
+	mfd = mount_fd_of(dev);
+	if (mfd >= 0 && i == bytes)
+		fd = open_by_handle_at(mfd, fh, O_PATH | O_CLOEXEC);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	if (fd >= 0 && (n = readlink(link, path, sizeof(path) - 1)) > 0) {
+		path[n] = '\0';
+		ret = arena_strdup(a, path);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (mfd >= 0)
+		close(mfd);
+	free(fh);
+	return ret;
+}
+
+static int dump_inotify(struct arena *a, const char *info, pid_t pid, int fd, Crd__FileEntry *e)
+{
+	const char *p;
+	size_t cap = 0;
+
+	for (p = strstr(info, "inotify wd:"); p; p = strstr(p + 1, "inotify wd:")) {
+		Crd__InotifyWatch *w = arena_alloc(a, sizeof(*w));
+		unsigned int wd, mask, bytes;
+		unsigned long ino, dev;
+		char hex[260];
+		int type;
+
+		if (!w || arena_grow(a, (void **)&e->watches, &cap, e->n_watches + 1,
+				     sizeof(*e->watches)))
+			return -ENOMEM;
+		if (sscanf(p, "inotify wd:%x ino:%lx sdev:%lx mask:%x ignored_mask:%*x "
+			   "fhandle-bytes:%x fhandle-type:%x f_handle:%259s", &wd, &ino, &dev, &mask,
+			   &bytes, &type, hex) != 7)
+			return -EINVAL;
+		crd__inotify_watch__init(w);
+		w->wd = wd;
+		w->mask = mask;
+		w->path = watch_path(a, dev, bytes, type, hex);
+		if (!w->path) {
+			pr_err("pid %d fd %d: can't find the file of inotify watch %u (inode %lu)\n",
+			       pid, fd, wd, ino);
+			return -ENOENT;
+		}
+		e->watches[e->n_watches++] = w;
+	}
+	return 0;
+}
+
 int dump_anon_fd(struct arena *a, pid_t pid, int fd, const char *link, const char *info,
 		 Crd__FileEntry *e)
 {
@@ -105,6 +196,9 @@ int dump_anon_fd(struct arena *a, pid_t pid, int fd, const char *link, const cha
 	} else if (!strcmp(link, "anon_inode:[timerfd]")) {
 		e->type = CRD__FILE_TYPE__FILE_TIMERFD;
 		ret = dump_timerfd(a, info, e);
+	} else if (!strcmp(link, "anon_inode:inotify")) {
+		e->type = CRD__FILE_TYPE__FILE_INOTIFY;
+		ret = dump_inotify(a, info, pid, fd, e);
 	} else if (!strcmp(link, "anon_inode:[eventpoll]")) {
 		e->type = CRD__FILE_TYPE__FILE_EPOLL;
 		ret = dump_epoll(a, info, pid, e);
@@ -141,6 +235,54 @@ fail:
 	return -errno;
 }
 
+static int cmp_wd(const void *a, const void *b)
+{
+	return (*(Crd__InotifyWatch *const *)a)->wd - (*(Crd__InotifyWatch *const *)b)->wd;
+}
+
+/*
+ * Watches get their descriptors in increasing order: add them in the order of
+ * their dumped wd, and add-and-remove a watch until the kernel's next number
+ * is the one wanted.
+ */
+static int create_inotify(const Crd__FileEntry *e)
+{
+	Crd__InotifyWatch **w = malloc((e->n_watches + 1) * sizeof(*w));
+	int fd = inotify_init1(0), wd = 0;
+	size_t i;
+
+	if (fd < 0 || !w) {
+		free(w);
+		return fd < 0 ? -errno : -ENOMEM;
+	}
+	memcpy(w, e->watches, e->n_watches * sizeof(*w));
+	qsort(w, e->n_watches, sizeof(*w), cmp_wd);
+	for (i = 0; i < e->n_watches; i++) {
+		for (;;) {
+			wd = inotify_add_watch(fd, w[i]->path, w[i]->mask);
+			if (wd < 0 || wd >= w[i]->wd)
+				break;
+			inotify_rm_watch(fd, wd);
+		}
+		if (wd != w[i]->wd) {
+			pr_err("inotify watch %d on %s: got %d: %s\n", w[i]->wd, w[i]->path, wd,
+			       wd < 0 ? strerror(errno) : "another descriptor");
+			free(w);
+			close(fd);
+			return wd < 0 ? -errno : -EINVAL;
+		}
+	}
+	free(w);
+	/* the watches removed on the way queued IN_IGNORED events: drop them */
+	if (!fcntl(fd, F_SETFL, O_NONBLOCK)) {
+		char buf[4096];
+
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+	}
+	return fd;
+}
+
 int create_anon_fd(const Crd__FileEntry *e)
 {
 	sigset_t mask;
@@ -162,6 +304,8 @@ int create_anon_fd(const Crd__FileEntry *e)
 	case CRD__FILE_TYPE__FILE_EPOLL:
 		fd = epoll_create1(0);
 		break;
+	case CRD__FILE_TYPE__FILE_INOTIFY:
+		return create_inotify(e);
 	default:
 		break;
 	}
