@@ -7,23 +7,11 @@
 #include <unistd.h>
 
 #include "sk-inet.h"
-
-int inet_get_sk(pid_t pid, int fd)
-{
-	int pidfd = syscall(SYS_pidfd_open, pid, 0), sk;
-
-	if (pidfd < 0)
-		return -errno;
-	sk = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-	if (sk < 0)
-		sk = -errno;
-	close(pidfd);
-	return sk;
-}
+#include "util.h"
 
 int inet_probe(pid_t pid, int fd, int type, int proto)
 {
-	int sk = inet_get_sk(pid, fd), d = 0, t = 0, p = 0;
+	int sk = task_fd_dup(pid, fd), d = 0, t = 0, p = 0;
 	socklen_t l = sizeof(int);
 
 	if (sk < 0)

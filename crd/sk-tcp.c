@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "sk-inet.h"
+#include "util.h"
 #include "sk-tcp.h"
 
 #define TCPF_ESTABLISHED	1
@@ -81,7 +82,7 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 	socklen_t l = sizeof(ti);
 	int sk, val, ret;
 
-	sk = inet_get_sk(pid, fd);
+	sk = task_fd_dup(pid, fd);
 	if (sk < 0) {
 		pr_err("pid %d fd %d: can't get the socket: %s\n", pid, fd, strerror(-sk));
 		return sk;

@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "sk-inet.h"
+#include "util.h"
 #include "sk-udp.h"
 
 int udp_probe(pid_t pid, int fd)
@@ -27,7 +28,7 @@ int dump_udp_sk(struct arena *a, pid_t pid, int fd, uint64_t ino, Crd__UdpSkEntr
 {
 	struct sockaddr_storage ss;
 	socklen_t l = sizeof(ss);
-	int sk = inet_get_sk(pid, fd), val, queued = 0, ret;
+	int sk = task_fd_dup(pid, fd), val, queued = 0, ret;
 
 	if (sk < 0)
 		return sk;

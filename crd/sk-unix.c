@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "sk-unix.h"
+#include "util.h"
 
 #define PEEK_BUF	(256 << 10)
 #define TCP_ESTABLISHED	1
@@ -203,7 +204,7 @@ int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint3
 		 Crd__UnixSkEntry *e)
 {
 	const struct unix_diag_info *u = unix_lookup(t, ino);
-	int pidfd, sk, ret;
+	int sk, ret;
 
 	if (!u)
 		return -ENOENT;
@@ -237,18 +238,13 @@ int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint3
 	e->peer = u->peer;
 	e->has_shutdown = true;
 	e->shutdown = u->shutdown;
-	pidfd = syscall(SYS_pidfd_open, pid, 0);
-	sk = pidfd < 0 ? -1 : syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	sk = task_fd_dup(pid, fd);
 	if (sk < 0) {
-		ret = -errno;
-		pr_perror("pid %d fd %d: can't get the socket", pid, fd);
-		if (pidfd >= 0)
-			close(pidfd);
-		return ret;
+		pr_err("pid %d fd %d: can't get the socket: %s\n", pid, fd, strerror(-sk));
+		return sk;
 	}
 	ret = peek_queue(a, sk, e, pid, fd);
 	close(sk);
-	close(pidfd);
 	return ret;
 }
 

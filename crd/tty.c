@@ -19,23 +19,11 @@
 
 #include "log.h"
 #include "tty.h"
+#include "util.h"
 
 int tty_is_pty(const char *path)
 {
 	return !strcmp(path, "/dev/ptmx") || !strncmp(path, "/dev/pts/", 9);
-}
-
-static int fd_of(pid_t pid, int fd)
-{
-	int pidfd = syscall(SYS_pidfd_open, pid, 0), dup;
-
-	if (pidfd < 0)
-		return -errno;
-	dup = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-	if (dup < 0)
-		dup = -errno;
-	close(pidfd);
-	return dup;
 }
 
 static int save(struct arena *a, ProtobufCBinaryData *b, const void *p, size_t len)
@@ -62,7 +50,7 @@ int dump_tty(struct arena *a, pid_t pid, int fd, const char *path, Crd__FileEntr
 		return 0;
 	}
 	e->tty_master = true;
-	dup = fd_of(pid, fd);
+	dup = task_fd_dup(pid, fd);
 	if (dup < 0 || ioctl(dup, TIOCGPTN, &idx)) {
 		ret = dup < 0 ? dup : -errno;
 		pr_err("pid %d fd %d: can't inspect the pty: %s\n", pid, fd, strerror(-ret));

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -140,6 +141,19 @@ ssize_t read_file(const char *path, char **bufp)
 	buf[len] = '\0';
 	*bufp = buf;
 	return len;
+}
+
+int task_fd_dup(pid_t pid, int fd)
+{
+	int pidfd = syscall(SYS_pidfd_open, pid, 0), dup;
+
+	if (pidfd < 0)
+		return -errno;
+	dup = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (dup < 0)
+		dup = -errno;
+	close(pidfd);
+	return dup;
 }
 
 int parse_int(const char *s, long *val)

@@ -9,8 +9,6 @@
 #include "arena.h"
 #include "crd.pb-c.h"
 
-/* A copy of the socket pid holds at fd (pidfd_getfd), or -errno. */
-int inet_get_sk(pid_t pid, int fd);
 /* Is that socket AF_INET/AF_INET6 of this type and protocol?  1, 0 or -errno. */
 int inet_probe(pid_t pid, int fd, int type, int proto);
 /* Address bytes (4 or 16) and port of ss into b / port. */

@@ -24,6 +24,9 @@ ssize_t writev_all(int fd, const struct iovec *iov, int cnt);
  */
 ssize_t read_file(const char *path, char **bufp);
 
+/* A copy of the fd that process pid has open as fd (pidfd_getfd), or -errno. */
+int task_fd_dup(pid_t pid, int fd);
+
 /* Parse a decimal integer of a whole string; -EINVAL if it is not one. */
 int parse_int(const char *s, long *val);
 
