@@ -683,6 +683,20 @@ static const Crd__PipeEntry *inv_pipe(const Crd__Inventory *inv, uint64_t id)
 	return NULL;
 }
 
+/* Index of the message whose id is want in an array of n, or n if none is. */
+#define INDEX_OF(arr, n, want) ({				\
+	size_t __i = 0;						\
+	while (__i < (n) && (arr)[__i]->id != (want))		\
+		__i++;						\
+	__i;							\
+})
+
+static int missing(const Crd__FileEntry *e, const char *what, uint64_t id)
+{
+	pr_err("file %lu: its %s %lu is missing from the inventory\n", e->id, what, id);
+	return -EINVAL;
+}
+
 static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 		       struct fd_restore *fr, struct pipe_fds *pfs, const int *skfds,
 		       const int *tcpfds)
@@ -695,43 +709,28 @@ static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 		fd = tty_open(fr->tty, e);
 		break;
 	case CRD__FILE_TYPE__FILE_UDP:
-		for (i = 0; i < inv->n_udp_sks && inv->udp_sks[i]->id != e->udp_id; i++)
-			;
-		if (i == inv->n_udp_sks) {
-			pr_err("file %lu: its UDP socket %lu is missing from the inventory\n",
-			       e->id, e->udp_id);
-			return -EINVAL;
-		}
+		i = INDEX_OF(inv->udp_sks, inv->n_udp_sks, e->udp_id);
+		if (i == inv->n_udp_sks)
+			return missing(e, "UDP socket", e->udp_id);
 		fd = restore_udp_sk(inv->udp_sks[i]);
 		break;
 	case CRD__FILE_TYPE__FILE_TCP:
-		for (i = 0; i < inv->n_tcp_sks && inv->tcp_sks[i]->id != e->tcp_id; i++)
-			;
-		if (i == inv->n_tcp_sks) {
-			pr_err("file %lu: its TCP socket %lu is missing from the inventory\n",
-			       e->id, e->tcp_id);
-			return -EINVAL;
-		}
+		i = INDEX_OF(inv->tcp_sks, inv->n_tcp_sks, e->tcp_id);
+		if (i == inv->n_tcp_sks)
+			return missing(e, "TCP socket", e->tcp_id);
 		fd = fcntl(tcpfds[i], F_DUPFD, 0);
 		break;
 	case CRD__FILE_TYPE__FILE_UNIX:
-		for (i = 0; i < inv->n_unix_sks && inv->unix_sks[i]->id != e->unix_id; i++)
-			;
-		if (i == inv->n_unix_sks) {
-			pr_err("file %lu: its UNIX socket %lu is missing from the inventory\n",
-			       e->id, e->unix_id);
-			return -EINVAL;
-		}
+		i = INDEX_OF(inv->unix_sks, inv->n_unix_sks, e->unix_id);
+		if (i == inv->n_unix_sks)
+			return missing(e, "UNIX socket", e->unix_id);
 		fd = fcntl(skfds[i], F_DUPFD, 0);
 		break;
 	case CRD__FILE_TYPE__FILE_PIPE:
 		for (i = 0; i < inv->n_pipes && pfs[i].id != e->pipe_id; i++)
 			;
-		if (i == inv->n_pipes) {
-			pr_err("file %lu: its pipe %lu is missing from the inventory\n", e->id,
-			       e->pipe_id);
-			return -EINVAL;
-		}
+		if (i == inv->n_pipes)
+			return missing(e, "pipe", e->pipe_id);
 		fd = open_pipe_end(e, &pfs[i]);
 		break;
 	case CRD__FILE_TYPE__FILE_FIFO:
