@@ -26,6 +26,7 @@
 
 #include "crd.h"
 #include "log.h"
+#include "netlock.h"
 #include "util.h"
 
 #define PR_TIMER_CREATE_RESTORE_IDS	77
@@ -262,6 +263,13 @@ static int probe_tcp_repair(struct probe_ctx *c)
 	return ret;
 }
 
+static int probe_netlock(struct probe_ctx *c)
+{
+	int ret = netlock_probe();
+
+	return ret ? WHY(c, "nft: %s (see the log)", strerror(-ret)) : 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(struct probe_ctx *c);
@@ -285,6 +293,7 @@ static const struct {
 	{ "ns_last_pid", probe_ns_last_pid },
 	{ "userfaultfd write-protect (async)", probe_userfaultfd },
 	{ "TCP_REPAIR", probe_tcp_repair },
+	{ "nftables network lock", probe_netlock },
 };
 
 int cr_check(void)

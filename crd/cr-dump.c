@@ -168,7 +168,7 @@ static int write_inventory(struct dump_ctx *ctx)
 	inv.n_shmems = ctx->nr_shmems;
 	inv.sysv_shms = ctx->sysv;
 	inv.n_sysv_shms = ctx->nr_sysv;
-	ret = file_table_fill_inventory(ctx->ft, &inv);
+	ret = file_table_fill_inventory(ctx->ft, &inv, ctx->opts->pid);
 	if (!ret)
 		ret = capture_files(ctx, &inv);
 	if (ret)
@@ -213,6 +213,23 @@ static void remove_images(struct dump_ctx *ctx)
 	}
 }
 
+/*
+ * A failed dump, and a tree that runs on, get their connections back unless
+ * the caller keeps them locked for a dump of the peers.  A killed tree's stay
+ * locked: the peers must see neither new data acknowledged nor a reset until
+ * the tree is restored (which removes the lock) or `crd net-unlock` is run.
+ */
+static void finish_net_lock(struct dump_ctx *ctx, int ret)
+{
+	if (!file_table_net_locked(ctx->ft))
+		return;
+	if (ret || (ctx->opts->leave_running && !ctx->opts->keep_net_locked))
+		file_table_net_unlock(ctx->ft);
+	else
+		pr_info("tree %d: its TCP connections stay locked until restore or "
+			"`crd net-unlock %d`\n", ctx->opts->pid, ctx->opts->pid);
+}
+
 int cr_dump(const struct dump_opts *opts)
 {
 	struct dump_ctx ctx = { .opts = opts, .dirfd = -1 };
@@ -249,6 +266,8 @@ release:
 	if (ctx.ft && (ret || opts->leave_running))
 		file_table_close_sockets(ctx.ft, true);
 	release_tree(&ctx, !ret && !opts->leave_running);
+	if (ctx.ft)
+		finish_net_lock(&ctx, ret);
 out:
 	if (ctx.ft)
 		file_table_free(ctx.ft);

@@ -28,6 +28,7 @@
 #include "files-anon.h"
 #include "files.h"
 #include "log.h"
+#include "netlock.h"
 #include "sk-tcp.h"
 #include "sk-udp.h"
 #include "tty.h"
@@ -59,14 +60,18 @@ struct file_table {
 	Crd__UdpSkEntry **udps;
 	size_t n_udps, cap_udps;
 	bool shell_job;
+	pid_t lock_tag;		/* the tree whose connections we lock, 0: none yet */
+	int netns_fd;		/* its network namespace, where the lock lives */
 };
 
 struct file_table *file_table_new(void)
 {
 	struct file_table *ft = calloc(1, sizeof(struct file_table));
 
-	if (ft)
+	if (ft) {
 		ft->tcp = tcp_table_new();
+		ft->netns_fd = -1;
+	}
 	if (ft && !ft->tcp) {
 		free(ft);
 		ft = NULL;
@@ -85,9 +90,50 @@ void file_table_close_sockets(struct file_table *ft, bool resume)
 	ft->tcp = NULL;
 }
 
+int file_table_net_unlock(struct file_table *ft)
+{
+	int ret = 0;
+
+	if (ft->lock_tag)
+		ret = netlock_unlock(ft->netns_fd, ft->lock_tag);
+	ft->lock_tag = 0;
+	return ret;
+}
+
+bool file_table_net_locked(const struct file_table *ft)
+{
+	return ft->lock_tag != 0;
+}
+
+/*
+ * Lock the connections before they are read: from here on neither side
+ * moves, whatever happens to this dump.  The tree's root names the lock.
+ */
+static int net_lock(struct file_table *ft, pid_t root)
+{
+	char path[64];
+	int ret;
+
+	if (!ft->n_tcps)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", root);
+	ft->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (ft->netns_fd < 0) {
+		ret = -errno;
+		pr_perror("tree %d: can't open its network namespace", root);
+		return ret;
+	}
+	ret = netlock_lock(ft->netns_fd, root, ft->tcps, ft->n_tcps);
+	if (!ret)
+		ft->lock_tag = root;
+	return ret;
+}
+
 void file_table_free(struct file_table *ft)
 {
 	file_table_close_sockets(ft, false);
+	if (ft->netns_fd >= 0)
+		close(ft->netns_fd);
 	unix_table_free(&ft->usk);
 	arena_free(&ft->a);
 	free(ft);
@@ -448,7 +494,7 @@ int file_table_for_each_shmem(struct file_table *ft,
 	return 0;
 }
 
-int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
+int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv, pid_t root)
 {
 	size_t i;
 	int ret;
@@ -456,7 +502,9 @@ int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv)
 	if (check_unix_peers(ft))
 		return -ENOTSUP;
 
-	ret = tcp_dump_all(ft->tcp, &ft->a);
+	ret = net_lock(ft, root);
+	if (!ret)
+		ret = tcp_dump_all(ft->tcp, &ft->a);
 	if (ret)
 		return ret;
 	inv->tcp_sks = ft->tcps;

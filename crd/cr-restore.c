@@ -33,6 +33,7 @@
 #include "files.h"
 #include "image.h"
 #include "log.h"
+#include "netlock.h"
 #include "proc.h"
 #include "remap.h"
 #include "sysv.h"
@@ -683,6 +684,33 @@ static int wait_root(pid_t child)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/*
+ * Restored connections leave repair mode as soon as both ends exist here, but
+ * a peer on another node may not be back yet: until the tree runs (or until
+ * `crd net-unlock` when the caller restores the peers too), their packets are
+ * dropped, so nothing meets a socket that is not there yet and gets reset.
+ */
+static int lock_net(struct restore_ctx *ctx)
+{
+	int ret = netlock_lock(-1, ctx->inv->root_pid, ctx->inv->tcp_sks, ctx->inv->n_tcp_sks);
+
+	ctx->net_locked = !ret && ctx->inv->n_tcp_sks;
+	return ret;
+}
+
+static void unlock_net(struct restore_ctx *ctx)
+{
+	if (!ctx->net_locked)
+		return;
+	if (ctx->opts->keep_net_locked) {
+		pr_info("tree %u: its TCP connections stay locked until `crd net-unlock %u`\n",
+			ctx->inv->root_pid, ctx->inv->root_pid);
+		return;
+	}
+	netlock_unlock(-1, ctx->inv->root_pid);
+	ctx->net_locked = false;
+}
+
 int cr_restore(const struct restore_opts *opts)
 {
 	struct restore_ctx ctx = { .opts = opts };
@@ -702,9 +730,12 @@ int cr_restore(const struct restore_opts *opts)
 	if (!ret)
 		ret = restore_captured(&ctx);
 	if (!ret)
+		ret = lock_net(&ctx);
+	if (!ret)
 		ret = setup_fds(&ctx);
 	if (ret) {
 		sysv_undo(&ctx);
+		unlock_net(&ctx);
 		goto out;
 	}
 	ctx.sh_len = sizeof(*ctx.sh) + ctx.nr_tasks * sizeof(ctx.sh->task[0]);
@@ -727,9 +758,11 @@ int cr_restore(const struct restore_opts *opts)
 		pr_err("restore from %s failed\n", opts->dir);
 		kill_tree(&ctx, child);
 		sysv_undo(&ctx);
+		unlock_net(&ctx);
 		goto out;
 	}
 	sysv_finish(&ctx);
+	unlock_net(&ctx);
 	if (opts->detach) {
 		printf("%d\n", opts->pidns ? child : ctx.sh->task[0].outer_pid);
 		fflush(stdout);

@@ -15,8 +15,10 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage:\n"
 		"  crd dump -t PID -D DIR [--leave-running] [--freezer=ptrace|cgroup]\n"
-		"           [--capture-path DIR]... [--shell-job]\n"
+		"           [--capture-path DIR]... [--shell-job] [--keep-net-locked]\n"
 		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]... [--shell-job]\n"
+		"           [--keep-net-locked]\n"
+		"  crd net-unlock PID [--netns PATH]\n"
 		"  crd check\n"
 		"  crd show FILE|DIR\n"
 		"Common options:\n"
@@ -33,6 +35,8 @@ enum {
 	OPT_CAPTURE,
 	OPT_REMAP,
 	OPT_SHELL_JOB,
+	OPT_KEEP_LOCKED,
+	OPT_NETNS,
 };
 
 static const struct option long_opts[] = {
@@ -45,6 +49,8 @@ static const struct option long_opts[] = {
 	{ "capture-path", required_argument, NULL, OPT_CAPTURE },
 	{ "remap-ip", required_argument, NULL, OPT_REMAP },
 	{ "shell-job", no_argument, NULL, OPT_SHELL_JOB },
+	{ "keep-net-locked", no_argument, NULL, OPT_KEEP_LOCKED },
+	{ "netns", required_argument, NULL, OPT_NETNS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "log-file", required_argument, NULL, 'o' },
 	{ "help", no_argument, NULL, 'h' },
@@ -61,6 +67,7 @@ struct cli {
 	struct restore_opts restore;
 	int verbose;
 	const char *log_file;
+	const char *netns;
 };
 
 static int parse_opts(int argc, char **argv, struct cli *c)
@@ -108,6 +115,12 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 			break;
 		case OPT_SHELL_JOB:
 			c->dump.shell_job = c->restore.shell_job = true;
+			break;
+		case OPT_KEEP_LOCKED:
+			c->dump.keep_net_locked = c->restore.keep_net_locked = true;
+			break;
+		case OPT_NETNS:
+			c->netns = optarg;
 			break;
 		case OPT_REMAP:
 			if (c->restore.n_remap == MAX_REMAP ||
@@ -184,6 +197,14 @@ int main(int argc, char **argv)
 		ret = cr_restore(&c.restore);
 		if (ret >= 0)
 			return ret;	/* the root's exit status, or 0 with --detach */
+	} else if (!strcmp(cmd, "net-unlock")) {
+		long pid;
+
+		if (optind + 1 >= argc || parse_int(argv[optind + 1], &pid) || pid <= 0) {
+			fprintf(stderr, "crd net-unlock: the PID of the tree's root is required\n");
+			return 2;
+		}
+		ret = cr_net_unlock(pid, c.netns);
 	} else if (!strcmp(cmd, "check")) {
 		ret = cr_check();
 	} else if (!strcmp(cmd, "show")) {

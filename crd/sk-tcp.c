@@ -7,8 +7,8 @@
  * handshake), refills its queues and leaves repair mode once every socket
  * exists; data that was never sent is sent then.
  *
- * Not yet: the nftables network lock for connections leaving the node, and
- * address remapping for a restore on other nodes.
+ * Repair mode alone still lets the kernel acknowledge what arrives; the
+ * network lock (netlock.c) drops the connections' packets around it.
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -233,6 +233,9 @@ class Zdtm:
     def cleanup(self):
         if self.pid and alive(self.pid):
             kill_tree(self.pid)
+        # a dumped tree that was never restored keeps its connections locked
+        if self.pid:
+            self.crd("net-unlock", str(self.pid))
         # what a failed test may leave in /dev/shm (names end in its pid)
         for f in glob.glob(f"/dev/shm/crd-zdtm-*-{self.pid}"):
             os.unlink(f)
@@ -725,6 +728,13 @@ def zdtm_cases():
     return cases
 
 
+def net_locks():
+    """crd's network lock tables in our network namespace"""
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    r = run([nft, "list", "tables"])
+    return {line.split()[-1] for line in r.out.splitlines() if "crd_lock_" in line}
+
+
 def module_cases(srcdir):
     cases = []
     for path in sorted(glob.glob(os.path.join(srcdir, "tests", "cases_*.py"))):
@@ -763,8 +773,11 @@ def main():
         env.tmpdir = os.path.join(top, f"case{i}")
         os.mkdir(env.tmpdir)
         t0 = time.time()
+        locks = net_locks()
         try:
             fn(env)
+            left = net_locks() - locks
+            assert not left, f"network locks left behind: {sorted(left)}"
             passed += 1
             print(f"PASS {name} ({time.time() - t0:.1f}s)", flush=True)
         except unittest.SkipTest as e:

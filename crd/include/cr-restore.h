@@ -48,6 +48,7 @@ struct restore_ctx {
 	const struct restore_opts *opts;
 	int dirfd;
 	Crd__Inventory *inv;
+	bool net_locked;		/* we hold the lock of the tree's connections */
 	struct rtask *tasks;
 	size_t nr_tasks;
 	size_t nr_live;		/* tasks that are not zombies */

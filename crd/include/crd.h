@@ -16,6 +16,7 @@ struct dump_opts {
 	bool leave_running;
 	enum crd_freezer freezer;
 	bool shell_job;		/* the tree runs on the caller's terminal */
+	bool keep_net_locked;	/* leave the connections locked after a dump that lets run */
 	/* node-local directories whose files the tree uses go into the image */
 	const char **capture;
 	int n_capture;
@@ -32,6 +33,7 @@ struct restore_opts {
 	bool detach;		/* print the root PID and exit, leaving the tree running */
 	bool pidns;		/* restore into a new PID namespace */
 	bool shell_job;		/* give the tree our terminal for the one it was on */
+	bool keep_net_locked;	/* leave the restored connections locked; crd net-unlock ends it */
 	/* TCP/UDP endpoints on from are restored on to (ranks moved to other nodes) */
 	const struct ip_remap *remap;
 	int n_remap;
@@ -45,6 +47,8 @@ int cr_dump(const struct dump_opts *opts);
 /* Without detach: waits for the root and returns its exit status (>= 0). */
 int cr_restore(const struct restore_opts *opts);
 int cr_check(void);
+/* Remove the network lock of tree pid in netns (NULL: ours). */
+int cr_net_unlock(pid_t pid, const char *netns);
 int cr_show(const char *path);
 
 #endif

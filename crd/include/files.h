@@ -29,6 +29,9 @@ void file_table_set_shell_job(struct file_table *ft, bool shell_job);
  * (the tree runs on), without they close silently (the tree is gone).
  */
 void file_table_close_sockets(struct file_table *ft, bool resume);
+/* Drop the network lock taken for the tree's TCP connections, if any. */
+int file_table_net_unlock(struct file_table *ft);
+bool file_table_net_locked(const struct file_table *ft);
 
 /*
  * Collect the fds of process pid (stopped, part of the dumped tree) into
@@ -46,7 +49,7 @@ int file_table_for_each_shmem(struct file_table *ft,
 			      void *arg);
 
 /* Point inv->files and inv->pipes at what ft collected (ft still owns them). */
-int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv);
+int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv, pid_t root);
 
 struct fd_restore;
 
