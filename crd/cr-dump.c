@@ -20,6 +20,7 @@
 #include "files.h"
 #include "image.h"
 #include "log.h"
+#include "sysv.h"
 #include "util.h"
 
 #define PME_PFN_MASK	((1ULL << 55) - 1)
@@ -168,6 +169,9 @@ static int write_inventory(struct dump_ctx *ctx)
 	inv.n_shmems = ctx->nr_shmems;
 	inv.sysv_shms = ctx->sysv;
 	inv.n_sysv_shms = ctx->nr_sysv;
+	ret = sysv_ipc_dump(ctx, &inv);
+	if (ret)
+		return ret;
 	ret = file_table_fill_inventory(ctx->ft, &inv, ctx->opts->pid);
 	if (!ret)
 		ret = capture_files(ctx, &inv);

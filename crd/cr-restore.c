@@ -568,7 +568,7 @@ static int wait_sigreturns(struct restore_ctx *ctx, struct finish *f, pid_t chil
 }
 
 /* Run one syscall in a thread stopped after its sigreturn, registers kept. */
-static long run_syscall(pid_t tid, uint64_t ip, long nr, long a1, long a2)
+static long run_syscall(pid_t tid, uint64_t ip, long nr, const long a[5])
 {
 	struct user_regs_struct regs, r;
 	int status, i;
@@ -579,8 +579,11 @@ static long run_syscall(pid_t tid, uint64_t ip, long nr, long a1, long a2)
 	r.rip = ip;
 	r.rax = nr;
 	r.orig_rax = -1;
-	r.rdi = a1;
-	r.rsi = a2;
+	r.rdi = a[0];
+	r.rsi = a[1];
+	r.rdx = a[2];
+	r.r10 = a[3];
+	r.r8 = a[4];
 	if (ptrace(PTRACE_SETREGS, tid, 0, &r))
 		return -errno;
 	/* to the syscall's entry, then to its exit */
@@ -601,10 +604,11 @@ static long run_syscall(pid_t tid, uint64_t ip, long nr, long a1, long a2)
  * The last traces of the restore in each process: the blob's region, and
  * crd's log, kept open until now for the blob's error reports.
  */
-static int clean_process(struct restore_ctx *ctx, pid_t tid, size_t idx)
+/* One syscall in process idx with every signal blocked meanwhile. */
+static long task_syscall(struct restore_ctx *ctx, size_t idx, long nr, const long a[5])
 {
-	uint64_t start = ctx->sh->task[idx].blob_start;
-	uint64_t ip = start + restorer_blob_sigreturn;
+	pid_t tid = ctx->sh->task[idx].outer_pid;
+	uint64_t ip = ctx->sh->task[idx].blob_start + restorer_blob_sigreturn;
 	uint64_t mask, all = ~0ULL;
 	long ret;
 
@@ -614,11 +618,55 @@ static int clean_process(struct restore_ctx *ctx, pid_t tid, size_t idx)
 		pr_perror("tid %d: can't block signals", tid);
 		return -errno;
 	}
-	ret = run_syscall(tid, ip, __NR_close, log_get_fd(), 0);
-	if (!ret)
-		ret = run_syscall(tid, ip, __NR_munmap, start, ctx->sh->task[idx].blob_len);
-	if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(mask), &mask) && !ret)
+	ret = run_syscall(tid, ip, nr, a);
+	if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(mask), &mask) && ret >= 0)
 		ret = -errno;
+	return ret;
+}
+
+/* A live process of the tree by its pid in the images, or -ESRCH. */
+static ssize_t live_index(struct restore_ctx *ctx, uint32_t pid)
+{
+	ssize_t idx = task_index(ctx, pid);
+
+	return idx >= 0 && ctx->tasks[idx].te ? idx : -ESRCH;
+}
+
+static long call_in(void *arg, uint32_t pid, long nr, long a1, long a2, long a3, long a4,
+		    long a5)
+{
+	struct restore_ctx *ctx = arg;
+	ssize_t idx = live_index(ctx, pid);
+	const long a[5] = { a1, a2, a3, a4, a5 };
+
+	return idx < 0 ? idx : task_syscall(ctx, idx, nr, a);
+}
+
+/* The restorer's region is not needed any more: its last page is scratch. */
+static int poke_in(void *arg, uint32_t pid, const void *buf, size_t len, uint64_t *addr)
+{
+	struct restore_ctx *ctx = arg;
+	ssize_t idx = live_index(ctx, pid);
+	struct iovec l = { (void *)buf, len }, r;
+
+	if (idx < 0 || len > PAGE_SIZE)
+		return idx < 0 ? idx : -E2BIG;
+	*addr = ctx->sh->task[idx].blob_start + ctx->sh->task[idx].blob_len - PAGE_SIZE;
+	r = (struct iovec){ (void *)*addr, len };
+	if (process_vm_writev(ctx->sh->task[idx].outer_pid, &l, 1, &r, 1, 0) != (ssize_t)len)
+		return -errno;
+	return 0;
+}
+
+static int clean_process(struct restore_ctx *ctx, pid_t tid, size_t idx)
+{
+	const long close_log[5] = { log_get_fd() };
+	const long unmap[5] = { ctx->sh->task[idx].blob_start, ctx->sh->task[idx].blob_len };
+	long ret;
+
+	ret = task_syscall(ctx, idx, __NR_close, close_log);
+	if (!ret)
+		ret = task_syscall(ctx, idx, __NR_munmap, unmap);
 	if (ret) {
 		pr_err("tid %d: can't remove the restorer: %s\n", tid, strerror(-ret));
 		return ret < 0 ? ret : -EIO;
@@ -639,6 +687,11 @@ static int finish_tree(struct restore_ctx *ctx, pid_t child)
 		__atomic_store_n(&ctx->sh->go, 1, __ATOMIC_SEQ_CST);
 		rst_wake(&ctx->sh->go);
 		ret = wait_sigreturns(ctx, &f, child);
+	}
+	if (!ret) {
+		struct task_calls tc = { call_in, poke_in, ctx };
+
+		sysv_ipc_replay(ctx->inv, &tc);
 	}
 	for (i = 0; !ret && i < ctx->nr_tasks; i++)
 		if (ctx->tasks[i].te)
@@ -783,6 +836,7 @@ out:
 	free(ctx.tasks);
 	free(ctx.shmems);
 	free(ctx.sysv_made);
+	free(ctx.ipc_made);
 	if (ctx.inv)
 		crd__inventory__free_unpacked(ctx.inv, NULL);
 	close(ctx.dirfd);

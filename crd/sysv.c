@@ -71,14 +71,16 @@ int sysv_collect(struct dump_ctx *ctx, uint32_t id)
 	return ret;
 }
 
-static int set_next_id(uint32_t id)
+int sysv_set_next_id(const char *kind, int id)
 {
-	char s[16];
-	int fd = open("/proc/sys/kernel/shm_next_id", O_WRONLY | O_CLOEXEC), ret = 0;
+	char s[16], path[64];
+	int fd, ret = 0;
 
+	snprintf(path, sizeof(path), "/proc/sys/kernel/%s_next_id", kind);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	snprintf(s, sizeof(s), "%u", id);
+	snprintf(s, sizeof(s), "%d", id);
 	if (write(fd, s, strlen(s)) < 0)
 		ret = -errno;
 	close(fd);
@@ -115,13 +117,13 @@ static int restore_one(struct restore_ctx *ctx, const Crd__SysvShmEntry *e)
 		ret = refill(e, e->id, mfd);
 		return ret ? ret : 1;
 	}
-	ret = set_next_id(e->id);
+	ret = sysv_set_next_id("shm", e->id);
 	if (ret) {
 		pr_err("System V shared memory %u: can't ask for its id: %s\n", e->id, strerror(-ret));
 		return ret;
 	}
 	id = shmget(e->key, e->size, IPC_CREAT | IPC_EXCL | e->mode);
-	set_next_id(-1);
+	sysv_set_next_id("shm", -1);
 	if (id < 0 || (uint32_t)id != e->id) {
 		ret = id < 0 ? -errno : -EEXIST;
 		pr_err("System V shared memory %u (key %#x): can't recreate it: %s\n", e->id,
@@ -149,7 +151,7 @@ int sysv_restore(struct restore_ctx *ctx)
 	int ret = 0;
 
 	if (!ctx->inv->n_sysv_shms)
-		return 0;
+		return sysv_ipc_restore(ctx);
 	ctx->sysv_made = calloc(ctx->inv->n_sysv_shms, sizeof(*ctx->sysv_made));
 	if (!ctx->sysv_made)
 		return -ENOMEM;
@@ -160,7 +162,7 @@ int sysv_restore(struct restore_ctx *ctx)
 		if (ret == 1)
 			ret = 0;
 	}
-	return ret;
+	return ret ?: sysv_ipc_restore(ctx);
 }
 
 void sysv_undo(struct restore_ctx *ctx)
@@ -172,6 +174,7 @@ void sysv_undo(struct restore_ctx *ctx)
 			shmctl(ctx->inv->sysv_shms[i]->id, IPC_RMID, NULL);
 	free(ctx->sysv_made);
 	ctx->sysv_made = NULL;
+	sysv_ipc_undo(ctx);
 }
 
 void sysv_finish(struct restore_ctx *ctx)

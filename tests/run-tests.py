@@ -239,6 +239,15 @@ class Zdtm:
         # what a failed test may leave in /dev/shm (names end in its pid)
         for f in glob.glob(f"/dev/shm/crd-zdtm-*-{self.pid}"):
             os.unlink(f)
+        # System V objects a test noted (they outlive processes)
+        try:
+            with open(os.path.join(self.work, "sysv-ids")) as f:
+                for line in f:
+                    kind, ident = line.split()
+                    run([shutil.which("ipcrm"), {"sem": "-s", "msg": "-q", "shm": "-m"}[kind],
+                         ident])
+        except OSError:
+            pass
         # and System V segments keyed by its pid (sysv_shm), which outlive processes
         if self.pid:
             key = 0x7a000000 | (self.pid & 0xffffff)
@@ -399,6 +408,27 @@ def scratch_on_another_node(env):
         t.cleanup()
         if shm and os.path.exists(shm):
             os.unlink(shm)
+
+
+def sysv_ipc_on_another_node(env):
+    """semaphores and queues gone before restore (another node): recreated with their ids,
+    twice in a row, so the restored tree is found as their user by the next dump"""
+    t = Zdtm(env, "sysv_ipc")
+    try:
+        t.start()
+        with open(os.path.join(t.work, "sysv-ids")) as f:
+            ids = [line.split() for line in f]
+        for n in range(2):
+            img = t.imgdir(f"img{n}")
+            t.dump_kill(img)
+            for kind, ident in ids:
+                r = run([shutil.which("ipcrm"), {"sem": "-s", "msg": "-q"}[kind], ident])
+                assert r.code == 0, f"ipcrm {kind} {ident}: {r.out}"
+            r = t.crd("restore", "-D", img, "--detach")
+            assert r.code == 0, f"restore {n} failed ({r.code}): {r.out}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
 
 
 def tcp_endpoints(pid):
@@ -695,7 +725,7 @@ def corrupt_images(env):
 
 
 ZDTM_PROGS = ["mem_random", "mem_sparse", "file_maps", "threads_regs", "fork_tree", "files",
-              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch", "tcp_pair", "pty", "task_state", "sysv_shm", "inotify_watch"]
+              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch", "tcp_pair", "pty", "task_state", "sysv_shm", "sysv_ipc", "inotify_watch"]
 
 
 def zdtm_cases():
@@ -719,6 +749,7 @@ def zdtm_cases():
               ("restore/other-netns", restore_in_other_netns),
               ("restore/shell-job", shell_job),
               ("restore/scratch-on-another-node", scratch_on_another_node),
+              ("restore/sysv-ipc-on-another-node", sysv_ipc_on_another_node),
               ("restore/busy-pids-refused", busy_pids_refused),
               ("restore/corrupt-images", corrupt_images),
               ("dump/missing-pid", dump_missing_pid),

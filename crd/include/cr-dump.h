@@ -53,6 +53,7 @@ struct dump_ctx {
 	Crd__SysvShmEntry **sysv;	/* System V segments attached by the tree */
 	size_t nr_sysv;
 	size_t cap_sysv;
+	size_t cap_sems, cap_msgs;	/* of the inventory's semaphore and queue arrays */
 };
 
 /* cr-freeze.c */

@@ -57,6 +57,7 @@ struct restore_ctx {
 	struct rshmem *shmems;
 	size_t nr_shmems;
 	bool *sysv_made;	/* System V segments this restore created */
+	bool *ipc_made;		/* semaphore sets, then message queues, it created */
 	int fd_base;		/* first restore-internal fd */
 	int fd_free;		/* first fd nothing uses yet (per process) */
 	struct rst_shared *sh;
