@@ -256,11 +256,14 @@ int cr_dump(const struct dump_opts *opts)
 	if (ret)
 		goto release;
 	pr_info("frozen %zu processes of tree %d\n", ctx.nr_tasks, opts->pid);
+	ret = run_action_script(opts->action_script, "post-freeze", opts->pid);
 	for (i = 0; i < ctx.nr_tasks && !ret; i++)
 		if (!ctx.tasks[i].zombie)
 			ret = dump_one_task(&ctx, &ctx.tasks[i]);
 	if (!ret)
 		ret = write_inventory(&ctx);
+	if (!ret)
+		ret = run_action_script(opts->action_script, "post-dump", opts->pid);
 	if (ret) {
 		pr_err("dump of tree %d failed; it keeps running\n", opts->pid);
 		remove_images(&ctx);

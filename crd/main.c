@@ -16,6 +16,7 @@ static void usage(FILE *f)
 		"Usage:\n"
 		"  crd dump -t PID -D DIR [--leave-running] [--freezer=ptrace|cgroup]\n"
 		"           [--capture-path DIR]... [--shell-job] [--keep-net-locked]\n"
+		"           [--action-script FILE]\n"
 		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]... [--shell-job]\n"
 		"           [--keep-net-locked]\n"
 		"  crd net-unlock PID [--netns PATH]\n"
@@ -37,6 +38,7 @@ enum {
 	OPT_SHELL_JOB,
 	OPT_KEEP_LOCKED,
 	OPT_NETNS,
+	OPT_ACTION_SCRIPT,
 };
 
 static const struct option long_opts[] = {
@@ -51,6 +53,7 @@ static const struct option long_opts[] = {
 	{ "shell-job", no_argument, NULL, OPT_SHELL_JOB },
 	{ "keep-net-locked", no_argument, NULL, OPT_KEEP_LOCKED },
 	{ "netns", required_argument, NULL, OPT_NETNS },
+	{ "action-script", required_argument, NULL, OPT_ACTION_SCRIPT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "log-file", required_argument, NULL, 'o' },
 	{ "help", no_argument, NULL, 'h' },
@@ -118,6 +121,9 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 			break;
 		case OPT_KEEP_LOCKED:
 			c->dump.keep_net_locked = c->restore.keep_net_locked = true;
+			break;
+		case OPT_ACTION_SCRIPT:
+			c->dump.action_script = optarg;
 			break;
 		case OPT_NETNS:
 			c->netns = optarg;

@@ -69,6 +69,16 @@ void tcp_table_free(struct tcp_table *t, bool resume)
 	free(t);
 }
 
+static const char *tcp_state_name(unsigned int st)
+{
+	static const char *const names[] = {
+		"?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
+		"TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
+	};
+
+	return st < ARRAY_SIZE(names) ? names[st] : "?";
+}
+
 int tcp_probe(pid_t pid, int fd)
 {
 	return inet_probe(pid, fd, SOCK_STREAM, IPPROTO_TCP);
@@ -94,8 +104,10 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 	}
 	e->state = ti.tcpi_state;
 	if (e->state != TCPF_ESTABLISHED && e->state != TCPF_LISTEN) {
-		pr_err("pid %d fd %d: TCP socket in state %u is not supported yet\n", pid, fd,
-		       e->state);
+		pr_err("pid %d fd %d: TCP socket in state %u (%s) is not supported: %s\n", pid, fd,
+		       e->state, tcp_state_name(e->state),
+		       e->state >= 4 && e->state <= 9 ? "the connection is closing or its peer is gone"
+						      : "the connection is not established");
 		ret = -ENOTSUP;
 		goto err;
 	}

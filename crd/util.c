@@ -1,11 +1,14 @@
 /* Small I/O helpers shared by every part of crd. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 ssize_t read_all(int fd, void *buf, size_t len)
@@ -164,5 +167,33 @@ int parse_int(const char *s, long *val)
 	*val = strtol(s, &end, 10);
 	if (errno || end == s || *end)
 		return -EINVAL;
+	return 0;
+}
+
+int run_action_script(const char *script, const char *action, pid_t pid)
+{
+	char spid[16];
+	int status;
+	pid_t child;
+
+	if (!script)
+		return 0;
+	snprintf(spid, sizeof(spid), "%d", pid);
+	child = fork();
+	if (child < 0)
+		return -errno;
+	if (child == 0) {
+		setenv("CRD_ACTION", action, 1);
+		setenv("CRD_PID", spid, 1);
+		execl(script, script, action, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(child, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		pr_err("action script %s failed at %s (status %#x)\n", script, action, status);
+		return -ECANCELED;
+	}
 	return 0;
 }

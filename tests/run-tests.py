@@ -624,6 +624,67 @@ def dump_unsupported_fd(env):
         kill_tree(pid)
 
 
+def shm_removed_while_frozen(env):
+    """a System V segment removed between freeze and dump (--action-script does it): it is
+    dumped as removed, comes back removed, still shared, with its contents"""
+    t = Zdtm(env, "sysv_shm", {"TEST_SHM_REMOVED": "1"})
+    try:
+        t.start()
+        key = 0x7a000000 | (t.pid & 0xffffff)
+        with open("/proc/sysvipc/shm") as f:
+            ids = [line.split()[1] for line in f.readlines()[1:] if int(line.split()[0]) == key]
+        assert len(ids) == 1, f"segment with key {key:#x}: {ids}"
+        script = os.path.join(env.tmpdir, "action.sh")
+        with open(script, "w") as f:
+            f.write(f"#!/bin/sh\n[ \"$CRD_ACTION\" = post-freeze ] || exit 0\n"
+                    f"exec {shutil.which('ipcrm')} -m {ids[0]}\n")
+        os.chmod(script, 0o755)
+        img = t.imgdir()
+        t.dump_kill(img, "--action-script", script)
+        r = t.crd("restore", "-D", img, "--detach")
+        assert r.code == 0, f"restore failed ({r.code}): {r.out}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+
+
+def tcp_peer_gone(env):
+    """a TCP connection whose peer went away (CLOSE_WAIT): dump fails naming it, the tree
+    keeps running"""
+    import socket
+    lsk = socket.socket()
+    lsk.bind(("127.0.0.1", 0))
+    lsk.listen(1)
+    port = lsk.getsockname()[1]
+    work = os.path.join(env.tmpdir, "work")
+    os.mkdir(work)
+    pid = spawn([shutil.which("python3"), "-c", "import socket, time\n"
+                 f"s = socket.create_connection(('127.0.0.1', {port}))\n"
+                 "open('ready', 'w').close()\n"
+                 "while True:\n"
+                 "    time.sleep(0.01)\n"], cwd=work)
+    try:
+        conn, _ = lsk.accept()
+        deadline = time.time() + 30
+        while not os.path.exists(os.path.join(work, "ready")):
+            assert time.time() < deadline and alive(pid), "helper did not start"
+            time.sleep(0.01)
+        conn.close()	# the peer is gone: the tree's end is in CLOSE_WAIT
+        lsk.close()
+        time.sleep(0.1)
+        img = os.path.join(env.tmpdir, "img")
+        os.mkdir(img)
+        r = run([env.crd, "dump", "-t", str(pid), "-D", img])
+        assert r.code == 1, f"dump returned {r.code}: {r.out}"
+        assert f"pid {pid} fd 3" in r.out and "TCP socket in state 8 (CLOSE_WAIT)" in r.out and "peer is gone" in r.out, \
+            f"unclear error: {r.out}"
+        assert alive(pid) and proc_status(pid, "TracerPid") == "0", "tree not released"
+        assert not proc_status(pid, "State").startswith("t"), "the tree is still stopped"
+        assert not os.listdir(img), f"failed dump left files: {os.listdir(img)}"
+    finally:
+        kill_tree(pid)
+
+
 def dump_disk_full(env):
     """the image directory fills up mid-dump: clear error, tree unharmed, nothing left"""
     t = Zdtm(env, "mem_random", {"ZDTM_MEM_MB": "64"})
@@ -754,6 +815,8 @@ def zdtm_cases():
               ("restore/corrupt-images", corrupt_images),
               ("dump/missing-pid", dump_missing_pid),
               ("dump/disk-full", dump_disk_full),
+              ("dump/shm-removed-while-frozen", shm_removed_while_frozen),
+              ("dump/tcp-peer-gone", tcp_peer_gone),
               ("dump/external-unix-socket", dump_external_unix),
               ("dump/unsupported-fd", dump_unsupported_fd)]
     return cases

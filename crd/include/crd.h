@@ -17,6 +17,7 @@ struct dump_opts {
 	enum crd_freezer freezer;
 	bool shell_job;		/* the tree runs on the caller's terminal */
 	bool keep_net_locked;	/* leave the connections locked after a dump that lets run */
+	const char *action_script;	/* run at post-freeze and post-dump */
 	/* node-local directories whose files the tree uses go into the image */
 	const char **capture;
 	int n_capture;

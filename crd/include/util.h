@@ -9,6 +9,13 @@
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #ifndef PAGE_SIZE
 #define PAGE_SIZE	4096UL
+/*
+ * Run the user's action script (CRD_ACTION=action, CRD_PID=pid in its
+ * environment and action as its argument); NULL script: nothing.  0 or
+ * -errno, -ECANCELED when the script failed.
+ */
+int run_action_script(const char *script, const char *action, pid_t pid);
+
 #endif
 #define PAGE_ALIGN(x)	(((x) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
 
@@ -29,5 +36,12 @@ int task_fd_dup(pid_t pid, int fd);
 
 /* Parse a decimal integer of a whole string; -EINVAL if it is not one. */
 int parse_int(const char *s, long *val);
+
+/*
+ * Run the user's action script (CRD_ACTION=action, CRD_PID=pid in its
+ * environment and action as its argument); NULL script: nothing.  0 or
+ * -errno, -ECANCELED when the script failed.
+ */
+int run_action_script(const char *script, const char *action, pid_t pid);
 
 #endif

@@ -47,7 +47,12 @@ int main(void)
 		a[4096] = 0;
 	zdtm_ready();
 	zdtm_wait();
-	check(shmget(key, 0, 0) == keyed, "the key no longer finds the segment");
+	/* TEST_SHM_REMOVED: someone removed the keyed segment while we were frozen */
+	if (getenv("TEST_SHM_REMOVED"))
+		check(!shmctl(keyed, IPC_STAT, &ds) && (ds.shm_perm.mode & SHM_DEST) &&
+		      shmget(key, 0, 0) < 0, "the removed segment is not removed");
+	else
+		check(shmget(key, 0, 0) == keyed, "the key no longer finds the segment");
 	check(!shmctl(keyed, IPC_STAT, &ds) && (ds.shm_perm.mode & 0777) == 0640 &&
 	      ds.shm_segsz == LEN, "segment mode or size");
 	kill(child, SIGUSR2);
