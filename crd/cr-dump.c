@@ -252,6 +252,7 @@ int cr_dump(const struct dump_opts *opts)
 		goto out;
 	}
 	file_table_set_shell_job(ctx.ft, opts->shell_job);
+	file_table_set_external(ctx.ft, opts->external, opts->n_external);
 	ret = freeze_tree(&ctx);
 	if (ret)
 		goto release;

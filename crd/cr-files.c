@@ -60,6 +60,8 @@ struct file_table {
 	Crd__UdpSkEntry **udps;
 	size_t n_udps, cap_udps;
 	bool shell_job;
+	const char **external;	/* dump --external specs */
+	int n_external;
 	pid_t lock_tag;		/* the tree whose connections we lock, 0: none yet */
 	int netns_fd;		/* its network namespace, where the lock lives */
 };
@@ -82,6 +84,12 @@ struct file_table *file_table_new(void)
 void file_table_set_shell_job(struct file_table *ft, bool shell_job)
 {
 	ft->shell_job = shell_job;
+}
+
+void file_table_set_external(struct file_table *ft, const char **ext, int n)
+{
+	ft->external = ext;
+	ft->n_external = n;
 }
 
 void file_table_close_sockets(struct file_table *ft, bool resume)
@@ -457,22 +465,54 @@ int dump_task_fds(struct file_table *ft, pid_t pid, Crd__TaskEntry *te)
 	return ret;
 }
 
-/* A UNIX socket whose peer is outside the tree can't be restored as it was. */
+/* Did the user say that socket id, connected to a socket named name, is external? */
+static bool external_allowed(const struct file_table *ft, uint64_t id, const char *name)
+{
+	char ino[32];
+	int i;
+
+	snprintf(ino, sizeof(ino), "unix:%lu", id);
+	for (i = 0; i < ft->n_external; i++)
+		if (!strcmp(ft->external[i], ino) ||
+		    (name[0] && !strncmp(ft->external[i], "unix:", 5) &&
+		     !strcmp(ft->external[i] + 5, name)))
+			return true;
+	return false;
+}
+
+/*
+ * A UNIX socket whose peer is outside the tree can't be restored as it was:
+ * refused, unless --external names it or its peer's path; then restore
+ * connects to that path again.
+ */
 static int check_unix_peers(struct file_table *ft)
 {
+	const struct unix_diag_info *peer;
+	Crd__UnixSkEntry *e;
 	size_t i, j;
 
 	for (i = 0; i < ft->n_sks; i++) {
-		if (ft->sks[i]->has_listening && ft->sks[i]->listening)
+		e = ft->sks[i];
+		if (e->has_listening && e->listening)
 			continue;
-		for (j = 0; j < ft->n_sks && ft->sks[j]->id != ft->sks[i]->peer; j++)
+		for (j = 0; j < ft->n_sks && ft->sks[j]->id != e->peer; j++)
 			;
-		if (j == ft->n_sks) {
-			pr_err("UNIX socket %lu is connected to socket %lu outside the dumped "
-			       "tree: external sockets are not supported yet\n", ft->sks[i]->id,
-			       ft->sks[i]->peer);
+		if (j < ft->n_sks)
+			continue;
+		peer = unix_lookup(&ft->usk, e->peer);
+		if (!external_allowed(ft, e->id, peer ? peer->name : "")) {
+			pr_err("UNIX socket %lu is connected to socket %lu%s%s outside the dumped "
+			       "tree: give --external unix:%lu%s%s to dump it as external\n",
+			       e->id, e->peer, peer && peer->name[0] ? " at " : "",
+			       peer ? peer->name : "", e->id,
+			       peer && peer->name[0] ? " or unix:" : "", peer ? peer->name : "");
 			return -ENOTSUP;
 		}
+		e->has_external = e->external = true;
+		if (peer && peer->name[0])
+			e->peer_name = arena_strdup(&ft->a, peer->name);
+		pr_info("UNIX socket %lu: external, peer %lu %s\n", e->id, e->peer,
+			e->peer_name ? e->peer_name : "(unnamed)");
 	}
 	return 0;
 }
@@ -499,8 +539,9 @@ int file_table_fill_inventory(struct file_table *ft, Crd__Inventory *inv, pid_t 
 	size_t i;
 	int ret;
 
-	if (check_unix_peers(ft))
-		return -ENOTSUP;
+	ret = check_unix_peers(ft);
+	if (ret)
+		return ret;
 
 	ret = net_lock(ft, root);
 	if (!ret)

@@ -16,7 +16,7 @@ static void usage(FILE *f)
 		"Usage:\n"
 		"  crd dump -t PID -D DIR [--leave-running] [--freezer=ptrace|cgroup]\n"
 		"           [--capture-path DIR]... [--shell-job] [--keep-net-locked]\n"
-		"           [--action-script FILE]\n"
+		"           [--action-script FILE] [--external unix:INODE|unix:PATH]...\n"
 		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]... [--shell-job]\n"
 		"           [--keep-net-locked]\n"
 		"  crd net-unlock PID [--netns PATH]\n"
@@ -39,6 +39,7 @@ enum {
 	OPT_KEEP_LOCKED,
 	OPT_NETNS,
 	OPT_ACTION_SCRIPT,
+	OPT_EXTERNAL,
 };
 
 static const struct option long_opts[] = {
@@ -54,6 +55,7 @@ static const struct option long_opts[] = {
 	{ "keep-net-locked", no_argument, NULL, OPT_KEEP_LOCKED },
 	{ "netns", required_argument, NULL, OPT_NETNS },
 	{ "action-script", required_argument, NULL, OPT_ACTION_SCRIPT },
+	{ "external", required_argument, NULL, OPT_EXTERNAL },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "log-file", required_argument, NULL, 'o' },
 	{ "help", no_argument, NULL, 'h' },
@@ -62,10 +64,12 @@ static const struct option long_opts[] = {
 
 #define MAX_CAPTURE	32
 #define MAX_REMAP	64
+#define MAX_EXTERNAL	32
 
 struct cli {
 	struct ip_remap remap[MAX_REMAP];
 	const char *capture[MAX_CAPTURE + 1];
+	const char *external[MAX_EXTERNAL];
 	struct dump_opts dump;
 	struct restore_opts restore;
 	int verbose;
@@ -121,6 +125,15 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 			break;
 		case OPT_KEEP_LOCKED:
 			c->dump.keep_net_locked = c->restore.keep_net_locked = true;
+			break;
+		case OPT_EXTERNAL:
+			if (strncmp(optarg, "unix:", 5) || !optarg[5] ||
+			    c->dump.n_external == MAX_EXTERNAL) {
+				fprintf(stderr, "crd: --external takes unix:INODE or unix:PATH "
+					"(at most %d)\n", MAX_EXTERNAL);
+				return -1;
+			}
+			c->external[c->dump.n_external++] = optarg;
 			break;
 		case OPT_ACTION_SCRIPT:
 			c->dump.action_script = optarg;
@@ -185,6 +198,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	c.dump.capture = c.capture;
+	c.dump.external = c.external;
 	c.restore.remap = c.remap;
 	if (parse_opts(argc - 1, argv + 1, &c) || open_log(&c))
 		return 2;

@@ -282,22 +282,34 @@ static int apply_shutdown(const Crd__UnixSkEntry *e, int fd)
 	return 0;
 }
 
+/* name as sock_diag gives it ('@' first: abstract) into an address; its length or -EINVAL */
+static int make_addr(const char *name, struct sockaddr_un *sun)
+{
+	size_t n = strlen(name);
+
+	if (n >= sizeof(sun->sun_path))
+		return -EINVAL;
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path, name, n);
+	if (name[0] == '@')
+		sun->sun_path[0] = '\0';
+	return offsetof(struct sockaddr_un, sun_path) + n;
+}
+
 /* A listener bound to its path (a stale socket file there is replaced) and listening. */
 static int restore_listener(const Crd__UnixSkEntry *e)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	socklen_t len = offsetof(struct sockaddr_un, sun_path) + strlen(e->name);
+	struct sockaddr_un sun;
+	int len = make_addr(e->name, &sun);
 	struct stat st;
 	int sk;
 
-	if (strlen(e->name) >= sizeof(sun.sun_path)) {
+	if (len < 0) {
 		pr_err("UNIX listener %lu: name too long\n", e->id);
 		return -EINVAL;
 	}
-	memcpy(sun.sun_path, e->name, strlen(e->name));
-	if (e->name[0] == '@')
-		sun.sun_path[0] = '\0';
-	else if (!lstat(e->name, &st) && S_ISSOCK(st.st_mode))
+	if (e->name[0] != '@' && !lstat(e->name, &st) && S_ISSOCK(st.st_mode))
 		unlink(e->name);
 	sk = socket(AF_UNIX, e->type, 0);
 	if (sk < 0 || bind(sk, (struct sockaddr *)&sun, len) || listen(sk, SOMAXCONN)) {
@@ -307,6 +319,60 @@ static int restore_listener(const Crd__UnixSkEntry *e)
 		return -errno;
 	}
 	return sk;
+}
+
+static int connect_name(const Crd__UnixSkEntry *e)
+{
+	struct sockaddr_un sun;
+	int len = make_addr(e->peer_name, &sun), sk, ret;
+
+	if (len < 0)
+		return len;
+	sk = socket(AF_UNIX, e->type, 0);
+	if (sk < 0)
+		return -errno;
+	if (connect(sk, (struct sockaddr *)&sun, len)) {
+		ret = -errno;
+		close(sk);
+		return ret;
+	}
+	return sk;
+}
+
+/*
+ * A socket connected outside the tree: connected to the same name again
+ * (what was queued from the old peer is lost), or, with no name or nobody
+ * there, one end of a pair whose other end is closed after refilling the
+ * queue: the process reads what it had not read, then sees its peer gone.
+ */
+static int restore_external(const Crd__UnixSkEntry *e)
+{
+	int sv[2], sk, ret;
+
+	if (e->peer_name) {
+		sk = connect_name(e);
+		if (sk >= 0) {
+			if (e->n_queue)
+				pr_warn("UNIX socket %lu: %zu messages queued from its external peer "
+					"are dropped: it is connected to %s anew\n", e->id, e->n_queue,
+					e->peer_name);
+			pr_info("UNIX socket %lu: connected to %s again\n", e->id, e->peer_name);
+			return sk;
+		}
+		pr_warn("UNIX socket %lu: can't connect to its external peer %s again (%s): its "
+			"peer is gone for the tree\n", e->id, e->peer_name, strerror(-sk));
+	}
+	if (socketpair(AF_UNIX, e->type, 0, sv)) {
+		pr_perror("UNIX socket %lu: can't create a socketpair", e->id);
+		return -errno;
+	}
+	ret = refill(e, sv[1]);
+	close(sv[1]);
+	if (ret) {
+		close(sv[0]);
+		return ret;
+	}
+	return sv[0];
 }
 
 int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
@@ -322,6 +388,12 @@ int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
 			continue;
 		if (sks[i]->has_listening && sks[i]->listening) {
 			fds[i] = restore_listener(sks[i]);
+			if (fds[i] < 0)
+				return fds[i];
+			continue;
+		}
+		if (sks[i]->has_external && sks[i]->external) {
+			fds[i] = restore_external(sks[i]);
 			if (fds[i] < 0)
 				return fds[i];
 			continue;

@@ -728,11 +728,107 @@ def dump_external_unix(env):
         r = run([env.crd, "dump", "-t", str(pid), "-D", img])
         assert r.code == 1, f"dump returned {r.code}: {r.out}"
         assert f"connected to socket {os.fstat(a.fileno()).st_ino} outside the dumped tree" \
-            in r.out, f"unclear error: {r.out}"
+            in r.out and "--external unix:" in r.out, f"unclear error: {r.out}"
         assert alive(pid) and proc_status(pid, "TracerPid") == "0", "tree not released"
         assert not os.listdir(img), f"failed dump left files: {os.listdir(img)}"
     finally:
         a.close()
+        kill_tree(pid)
+
+
+def _wait_ready(work, pid):
+    deadline = time.time() + 30
+    while not os.path.exists(os.path.join(work, "ready")):
+        assert time.time() < deadline and alive(pid), "helper did not start"
+        time.sleep(0.01)
+
+
+def external_unix_pair(env):
+    """--external unix:INODE: a socket whose peer is outside; restored, the tree reads what
+    was queued for it, then sees its peer gone"""
+    import socket
+    work = os.path.join(env.tmpdir, "work")
+    os.mkdir(work)
+    a, b = socket.socketpair()
+    ino = os.fstat(b.fileno()).st_ino
+    pid = spawn([shutil.which("python3"), "-c", "import os, socket, time\n"
+                 "s = socket.socket(fileno=3)\n"
+                 "open('ready', 'w').close()\n"
+                 "while not os.path.exists('go'):\n"
+                 "    time.sleep(0.01)\n"
+                 "got = b''\n"
+                 "while True:\n"
+                 "    d = s.recv(100)\n"
+                 "    if not d: break\n"
+                 "    got += d\n"
+                 "open('got', 'wb').write(got)\n"], cwd=work, keep_fd=b.fileno())
+    b.close()
+    try:
+        _wait_ready(work, pid)
+        a.sendall(b"queued for the tree")
+        img = os.path.join(env.tmpdir, "img")
+        os.mkdir(img)
+        r = run([env.crd, "dump", "-t", str(pid), "-D", img, "--external", f"unix:{ino}"])
+        assert r.code == 0, f"dump returned {r.code}: {r.out}"
+        assert wait_for(pid, 10) is not None, "the dump did not kill the tree"
+        r = run([env.crd, "restore", "-D", img, "--detach"])
+        assert r.code == 0, f"restore failed ({r.code}): {r.out}"
+        open(os.path.join(work, "go"), "w").close()
+        st = wait_for(pid, 30)
+        assert exit_code(st) == 0, f"restored tree failed ({exit_code(st)})"
+        with open(os.path.join(work, "got"), "rb") as f:
+            assert f.read() == b"queued for the tree", "queued data lost"
+    finally:
+        a.close()
+        kill_tree(pid)
+
+
+def external_unix_reconnect(env):
+    """--external unix:PATH: a client of a server outside the tree is connected to the
+    server again on restore and goes on talking"""
+    import socket
+    work = os.path.join(env.tmpdir, "work")
+    os.mkdir(work)
+    path = os.path.join(work, "server.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+    srv.settimeout(30)
+    pid = spawn([shutil.which("python3"), "-c", "import os, socket, time\n"
+                 "s = socket.socket(socket.AF_UNIX)\n"
+                 f"s.connect({path!r})\n"
+                 "s.sendall(b'before;')\n"
+                 "open('ready', 'w').close()\n"
+                 "while not os.path.exists('go'):\n"
+                 "    time.sleep(0.01)\n"
+                 "s.sendall(b'after;')\n"
+                 "s.close()\n"], cwd=work)
+    conns = []
+    try:
+        conns.append(srv.accept()[0])
+        _wait_ready(work, pid)
+        assert conns[0].recv(100) == b"before;", "no data before the dump"
+        img = os.path.join(env.tmpdir, "img")
+        os.mkdir(img)
+        r = run([env.crd, "dump", "-t", str(pid), "-D", img])
+        assert r.code == 1 and f"--external unix:" in r.out and path in r.out, \
+            f"dump without --external: {r.code}: {r.out}"
+        assert alive(pid), "the refused dump killed the tree"
+        r = run([env.crd, "dump", "-t", str(pid), "-D", img, "--external", f"unix:{path}"])
+        assert r.code == 0, f"dump returned {r.code}: {r.out}"
+        assert wait_for(pid, 10) is not None, "the dump did not kill the tree"
+        r = run([env.crd, "restore", "-D", img, "--detach"])
+        assert r.code == 0, f"restore failed ({r.code}): {r.out}"
+        conns.append(srv.accept()[0])
+        open(os.path.join(work, "go"), "w").close()
+        conns[1].settimeout(30)
+        assert conns[1].recv(100) == b"after;", "the restored tree does not talk to the server"
+        st = wait_for(pid, 30)
+        assert exit_code(st) == 0, f"restored tree failed ({exit_code(st)})"
+    finally:
+        for c in conns:
+            c.close()
+        srv.close()
         kill_tree(pid)
 
 
@@ -818,6 +914,8 @@ def zdtm_cases():
               ("dump/shm-removed-while-frozen", shm_removed_while_frozen),
               ("dump/tcp-peer-gone", tcp_peer_gone),
               ("dump/external-unix-socket", dump_external_unix),
+              ("restore/external-unix-pair", external_unix_pair),
+              ("restore/external-unix-reconnect", external_unix_reconnect),
               ("dump/unsupported-fd", dump_unsupported_fd)]
     return cases
 

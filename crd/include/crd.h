@@ -18,6 +18,9 @@ struct dump_opts {
 	bool shell_job;		/* the tree runs on the caller's terminal */
 	bool keep_net_locked;	/* leave the connections locked after a dump that lets run */
 	const char *action_script;	/* run at post-freeze and post-dump */
+	/* "unix:INODE" or "unix:PATH" (the peer's name): sockets connected outside the tree */
+	const char **external;
+	int n_external;
 	/* node-local directories whose files the tree uses go into the image */
 	const char **capture;
 	int n_capture;

@@ -29,6 +29,8 @@ void file_table_set_shell_job(struct file_table *ft, bool shell_job);
  * (the tree runs on), without they close silently (the tree is gone).
  */
 void file_table_close_sockets(struct file_table *ft, bool resume);
+/* UNIX sockets connected outside the tree that the dump may keep (dump --external). */
+void file_table_set_external(struct file_table *ft, const char **ext, int n);
 /* Drop the network lock taken for the tree's TCP connections, if any. */
 int file_table_net_unlock(struct file_table *ft);
 bool file_table_net_locked(const struct file_table *ft);
