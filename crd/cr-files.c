@@ -493,7 +493,7 @@ static int check_unix_peers(struct file_table *ft)
 
 	for (i = 0; i < ft->n_sks; i++) {
 		e = ft->sks[i];
-		if (e->has_listening && e->listening)
+		if ((e->has_listening && e->listening) || (e->has_unconnected && e->unconnected))
 			continue;
 		for (j = 0; j < ft->n_sks && ft->sks[j]->id != e->peer; j++)
 			;

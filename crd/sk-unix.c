@@ -230,6 +230,25 @@ int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint3
 		e->has_listening = e->listening = true;
 		return 0;
 	}
+	if (u->type == SOCK_DGRAM && !u->peer) {
+		if (u->name[0] && u->name[0] != '/' && u->name[0] != '@') {
+			pr_err("pid %d fd %d: UNIX datagram socket bound to the relative name %s: "
+			       "not supported yet\n", pid, fd, u->name);
+			return -ENOTSUP;
+		}
+		e->has_unconnected = e->unconnected = true;
+		sk = task_fd_dup(pid, fd);
+		if (sk < 0)
+			return sk;
+		ret = peek_queue(a, sk, e, pid, fd);
+		close(sk);
+		if (!ret && e->n_queue && !u->name[0]) {
+			pr_err("pid %d fd %d: an unnamed UNIX datagram socket with messages queued: "
+			       "not supported yet\n", pid, fd);
+			ret = -ENOTSUP;
+		}
+		return ret;
+	}
 	if (u->state != TCP_ESTABLISHED || !u->peer) {
 		pr_err("pid %d fd %d: UNIX socket %u (%s) is not supported yet: only connected "
 		       "ones and listeners are\n", pid, fd, ino, u->name[0] ? u->name : "unnamed");
@@ -375,17 +394,101 @@ static int restore_external(const Crd__UnixSkEntry *e)
 	return sv[0];
 }
 
+/*
+ * A datagram server: bound again, its queue sent to it from a socket of our
+ * own (the messages' senders are not kept).
+ */
+static int restore_dgram_server(const Crd__UnixSkEntry *e)
+{
+	struct sockaddr_un sun;
+	int len = e->name ? make_addr(e->name, &sun) : 0, sk, tx = -1, ret = 0;
+	struct stat st;
+	size_t i;
+
+	if (len < 0)
+		return len;
+	sk = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (sk < 0)
+		return -errno;
+	if (e->name && e->name[0] != '@' && !lstat(e->name, &st) && S_ISSOCK(st.st_mode))
+		unlink(e->name);
+	if (e->name && bind(sk, (struct sockaddr *)&sun, len))
+		ret = -errno;
+	if (!ret && e->n_queue && (tx = socket(AF_UNIX, SOCK_DGRAM, 0)) < 0)
+		ret = -errno;
+	for (i = 0; !ret && i < e->n_queue; i++)
+		if (sendto(tx, e->queue[i].data, e->queue[i].len, MSG_DONTWAIT,
+			   (struct sockaddr *)&sun, len) < 0)
+			ret = -errno;
+	if (tx >= 0)
+		close(tx);
+	if (ret) {
+		pr_err("UNIX datagram socket %lu (%s): can't restore it: %s\n", e->id,
+		       e->name ?: "unnamed", strerror(-ret));
+		close(sk);
+		return ret;
+	}
+	return sk;
+}
+
+/* A datagram socket connected to a server of the tree: connected to it again by name. */
+static int restore_dgram_client(const Crd__UnixSkEntry *e, const Crd__UnixSkEntry *srv)
+{
+	struct sockaddr_un sun;
+	int len, sk, ret;
+
+	if (!srv->name) {
+		pr_err("UNIX socket %lu: connected to the unnamed socket %lu: not supported yet\n",
+		       e->id, srv->id);
+		return -ENOTSUP;
+	}
+	len = make_addr(srv->name, &sun);
+	sk = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (sk < 0 || len < 0 || connect(sk, (struct sockaddr *)&sun, len)) {
+		ret = len < 0 ? len : -errno;
+		pr_err("UNIX socket %lu: can't connect to %s again: %s\n", e->id, srv->name,
+		       strerror(-ret));
+		if (sk >= 0)
+			close(sk);
+		return ret;
+	}
+	/* its own queue came from a server that could only send to a name it has not */
+	if (e->n_queue)
+		pr_warn("UNIX socket %lu: %zu queued messages dropped\n", e->id, e->n_queue);
+	return sk;
+}
+
+static bool is_unconnected(const Crd__UnixSkEntry *e)
+{
+	return e->has_unconnected && e->unconnected;
+}
+
 int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
 {
 	size_t i, j;
 
 	for (i = 0; i < n; i++)
 		fds[i] = -1;
+	/* servers first: their clients connect to them by name */
+	for (i = 0; i < n; i++)
+		if (is_unconnected(sks[i])) {
+			fds[i] = restore_dgram_server(sks[i]);
+			if (fds[i] < 0)
+				return fds[i];
+		}
 	for (i = 0; i < n; i++) {
 		int sv[2], ret;
 
 		if (fds[i] >= 0)
 			continue;
+		for (j = 0; j < n && !(is_unconnected(sks[j]) && sks[j]->id == sks[i]->peer); j++)
+			;
+		if (j < n) {
+			fds[i] = restore_dgram_client(sks[i], sks[j]);
+			if (fds[i] < 0)
+				return fds[i];
+			continue;
+		}
 		if (sks[i]->has_listening && sks[i]->listening) {
 			fds[i] = restore_listener(sks[i]);
 			if (fds[i] < 0)
