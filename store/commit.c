@@ -101,9 +101,9 @@ static int check_nodes(const struct store *s, const char *job, uint64_t gen,
 	int i, ret;
 
 	/* before the rename, the done markers are in the partial directory */
-	ret = store_gen_path(s, job, gen, 1, dir);
+	ret = store_gen_path(s, job, gen, 0, dir);
 	if (!ret && stat(dir, &st))
-		ret = store_gen_path(s, job, gen, 0, dir);
+		ret = store_gen_path(s, job, gen, 1, dir);
 	for (i = 0; !ret && i < nnodes; i++) {
 		if (!store_valid_name(nodes[i])) {
 			pr_err("store: job %s gen %llu: invalid node name '%s'\n", job,

@@ -1,0 +1,707 @@
+/*
+ * Tests of the image store: store_test SCRATCH_DIR [BENCH_MB]
+ *
+ * Prints one line per check, PASS or FAIL, and exits 0 only if all pass.
+ * Page contents come from seeds, so every generation is checked against
+ * what it must hold rather than against another copy.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "store.h"
+
+#define PG	STORE_PAGE_SIZE
+
+static int failures;
+static const char *scratch;
+
+static void result(int ok, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s %s: ", ok ? "PASS" : "FAIL", name);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	failures += !ok;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ------------------------------------------------------------ page contents */
+
+/* seed 0 is the zero page; odd high bit makes a compressible page */
+#define SEED_TEXT	(1ULL << 63)
+
+static void fill_page(uint64_t seed, void *page)
+{
+	uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1, *p = page;
+	unsigned char *b = page;
+	int i;
+
+	if (!seed) {
+		memset(page, 0, PG);
+		return;
+	}
+	for (i = 0; i < PG / 8; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		p[i] = x;
+	}
+	if (seed & SEED_TEXT)
+		for (i = 0; i < PG; i++)
+			b[i] = "etaoin shrdlu\n"[b[i] % 14];
+}
+
+/* the pages of one node's image: seeds[i] for page i */
+struct image {
+	uint64_t *seeds;
+	int n;
+};
+
+static struct image image_new(int n, uint64_t base, int zero_every, int text)
+{
+	struct image im = { calloc(n, sizeof(uint64_t)), n };
+	int i;
+
+	for (i = 0; i < n; i++) {
+		im.seeds[i] = base + i;
+		if (text)
+			im.seeds[i] |= SEED_TEXT;
+		if (zero_every && i % zero_every == 0)
+			im.seeds[i] = 0;
+	}
+	return im;
+}
+
+/* the next checkpoint of an image: every 1/every page changed */
+static struct image image_change(const struct image *old, int every, uint64_t salt, int *nchanged)
+{
+	struct image im = { malloc(old->n * sizeof(uint64_t)), old->n };
+	int i;
+
+	*nchanged = 0;
+	memcpy(im.seeds, old->seeds, old->n * sizeof(uint64_t));
+	for (i = 0; i < im.n; i++)
+		if (i % every == every / 2 && im.seeds[i]) {
+			im.seeds[i] = (im.seeds[i] & SEED_TEXT) | (salt + i);
+			(*nchanged)++;
+		}
+	return im;
+}
+
+/* ------------------------------------------------------------ writing and reading */
+
+static char blob_name[64];
+
+static const char *refs_blob(const char *node)
+{
+	snprintf(blob_name, sizeof(blob_name), "%s/pages.refs", node);
+	return blob_name;
+}
+
+/* one node's image as one writer; the refs go into a blob, like a dump's page map */
+static int write_image(struct store *s, const char *job, uint64_t gen, const char *node,
+		       const struct image *im, unsigned flags, struct store_writer_stats *st)
+{
+	struct store_ref *refs = calloc(im->n + 1, sizeof(*refs));
+	struct store_writer *w;
+	char page[PG];
+	int i, ret;
+
+	ret = store_writer_begin(s, job, gen, node, flags, &w);
+	if (ret) {
+		free(refs);
+		return ret;
+	}
+	for (i = 0; i < im->n && !ret; i++) {
+		fill_page(im->seeds[i], page);
+		ret = store_put_page(w, page, &refs[i]);
+	}
+	if (!ret)
+		ret = store_put_blob(w, refs_blob(node), refs, im->n * sizeof(*refs));
+	if (!ret) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "meta/%s.txt", node);
+		ret = store_put_blob(w, name, "hello", 5);
+	}
+	if (st)
+		store_writer_stats(w, st);
+	free(refs);
+	if (ret) {
+		store_writer_abort(w);
+		return ret;
+	}
+	return store_writer_finish(w);
+}
+
+static int commit1(struct store *s, const char *job, uint64_t gen, const char *node)
+{
+	const char *nodes[] = { node };
+
+	return store_commit(s, job, gen, nodes, 1);
+}
+
+/* read node's image of gen back and compare every page; 0 or the first error */
+static int check_image(struct store *s, const char *job, uint64_t gen, const char *node,
+		       const struct image *im)
+{
+	struct store_reader *r;
+	struct store_ref *refs;
+	char page[PG], want[PG];
+	size_t len;
+	int i, ret;
+
+	ret = store_reader_open(s, job, gen, &r);
+	if (ret)
+		return ret;
+	ret = store_get_blob(r, refs_blob(node), (void **)&refs, &len);
+	if (ret)
+		goto out;
+	if (len != im->n * sizeof(*refs)) {
+		ret = -EBADMSG;
+		goto free;
+	}
+	for (i = 0; i < im->n && !ret; i++) {
+		ret = store_get_page(r, &refs[i], page);
+		fill_page(im->seeds[i], want);
+		if (!ret && memcmp(page, want, PG))
+			ret = -EILSEQ;
+	}
+free:
+	free(refs);
+out:
+	store_reader_close(r);
+	return ret;
+}
+
+static int gen_info(struct store *s, const char *job, uint64_t gen, struct store_gen_info *out)
+{
+	struct store_gen_info *v;
+	int n, i, ret;
+
+	ret = store_list_gens(s, job, &v, &n);
+	if (ret)
+		return ret;
+	ret = -ENOENT;
+	for (i = 0; i < n; i++)
+		if (v[i].gen == gen) {
+			*out = v[i];
+			ret = 0;
+		}
+	free(v);
+	return ret;
+}
+
+static int count_gens(struct store *s, const char *job)
+{
+	struct store_gen_info *v;
+	int n;
+
+	if (store_list_gens(s, job, &v, &n))
+		return -1;
+	free(v);
+	return n;
+}
+
+static int exists(const char *fmt, ...)
+{
+	char path[4096];
+	struct stat st;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	return !stat(path, &st);
+}
+
+/* run fn with the log going to a file; the log text into buf */
+static int captured(int (*fn)(void *), void *arg, char *buf, size_t len)
+{
+	char path[4096];
+	ssize_t n;
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "%s/log.tmp", scratch);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	log_init(LOG_WARN, fd);
+	ret = fn(arg);
+	log_init(LOG_WARN, STDERR_FILENO);
+	n = pread(fd, buf, len - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+	return ret;
+}
+
+/* ------------------------------------------------------------ the checks */
+
+#define NPAGES	4096		/* 16 MiB per image */
+
+struct ctx {
+	struct store *s;
+	struct image gen1, gen2;
+};
+
+static void t_basic(struct ctx *c)
+{
+	struct store_writer_stats st;
+	struct store_gen_info gi = { 0 };
+	uint64_t gen;
+	int ret, zeros = 0, i;
+
+	c->gen1 = image_new(NPAGES, 1000, 10, 0);
+	for (i = 0; i < NPAGES; i++)
+		zeros += !c->gen1.seeds[i];
+	/* a few duplicates inside the image: written once */
+	c->gen1.seeds[1] = c->gen1.seeds[2] = c->gen1.seeds[3];
+	ret = store_next_gen(c->s, "jobA", &gen);
+	result(!ret && gen == 1, "next-gen-new-job", "gen %llu", (unsigned long long)gen);
+	ret = write_image(c->s, "jobA", 1, "n0", &c->gen1, 0, &st);
+	if (!ret)
+		ret = commit1(c->s, "jobA", 1, "n0");
+	result(!ret && st.zero_pages == (uint64_t)zeros &&
+	       st.new_pages == (uint64_t)(NPAGES - zeros - 2),
+	       "zero-pages-not-stored", "ret %d, %llu pages, %llu zero, %llu written", ret,
+	       (unsigned long long)st.pages, (unsigned long long)st.zero_pages,
+	       (unsigned long long)st.new_pages);
+	ret = gen_info(c->s, "jobA", 1, &gi);
+	result(!ret && gi.stored == st.new_pages * PG + NPAGES * 16 + 5, "stored-bytes",
+	       "logical %llu stored %llu", (unsigned long long)gi.logical,
+	       (unsigned long long)gi.stored);
+	ret = check_image(c->s, "jobA", 1, "n0", &c->gen1);
+	result(!ret, "gen1-read-back", "ret %d", ret);
+}
+
+static void t_dedup(struct ctx *c)
+{
+	struct store_writer_stats st;
+	struct store_gen_info gi = { 0 };
+	int changed, ret;
+	uint64_t gen;
+
+	c->gen2 = image_change(&c->gen1, 50, 777000, &changed);
+	ret = store_next_gen(c->s, "jobA", &gen);
+	if (!ret)
+		ret = write_image(c->s, "jobA", gen, "n0", &c->gen2, 0, &st);
+	if (!ret)
+		ret = commit1(c->s, "jobA", gen, "n0");
+	if (!ret)
+		ret = gen_info(c->s, "jobA", 2, &gi);
+	result(!ret && gen == 2 && st.new_pages == (uint64_t)changed &&
+	       gi.stored * 100 < gi.logical * 3,
+	       "dedup-across-generations",
+	       "%d of %d pages changed, %llu written, stored %.2f%% of logical, ratio %.1f",
+	       changed, NPAGES, (unsigned long long)st.new_pages,
+	       ret ? 0 : 100.0 * gi.stored / gi.logical,
+	       ret ? 0 : (double)gi.logical / gi.stored);
+	ret = check_image(c->s, "jobA", 2, "n0", &c->gen2) ?:
+	      check_image(c->s, "jobA", 1, "n0", &c->gen1);
+	result(!ret, "every-generation-read-back", "ret %d", ret);
+}
+
+/* two nodes write generation 3 at the same time, from two processes */
+static void t_two_writers(struct ctx *c)
+{
+	const char *nodes[] = { "n0", "n1" };
+	struct image im[2];
+	struct store_gen_info gi = { 0 };
+	int i, ret = 0, changed, status;
+	pid_t pid[2];
+
+	im[0] = image_change(&c->gen2, 25, 888000, &changed);
+	/* n1: half the pages n0 had in gen 2, half its own */
+	im[1] = image_new(NPAGES, 500000, 0, 0);
+	memcpy(im[1].seeds, c->gen2.seeds, NPAGES / 2 * sizeof(uint64_t));
+	for (i = 0; i < 2; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			struct store *s;
+
+			if (store_open(scratch, &s))
+				_exit(1);
+			_exit(write_image(s, "jobA", 3, nodes[i], &im[i], 0, NULL) ? 1 : 0);
+		}
+	}
+	for (i = 0; i < 2; i++)
+		if (waitpid(pid[i], &status, 0) != pid[i] || !WIFEXITED(status) ||
+		    WEXITSTATUS(status))
+			ret = -ECHILD;
+	if (!ret)
+		ret = store_commit(c->s, "jobA", 3, nodes, 2);
+	if (!ret)
+		ret = check_image(c->s, "jobA", 3, "n0", &im[0]) ?:
+		      check_image(c->s, "jobA", 3, "n1", &im[1]);
+	if (!ret)
+		ret = gen_info(c->s, "jobA", 3, &gi);
+	result(!ret && gi.nodes == 2, "two-writers-concurrently",
+	       "ret %d, logical %llu stored %llu ratio %.2f", ret,
+	       (unsigned long long)gi.logical, (unsigned long long)gi.stored,
+	       ret ? 0 : (double)gi.logical / gi.stored);
+	/* a commit missing a node's done marker is refused */
+	ret = store_commit(c->s, "jobA", 4, nodes, 2);
+	result(ret < 0 && count_gens(c->s, "jobA") == 3, "commit-needs-all-nodes", "ret %d", ret);
+	free(im[0].seeds);
+	free(im[1].seeds);
+}
+
+static void t_compress(struct ctx *c)
+{
+	struct image text = image_new(1024, 42, 7, 1), rnd = image_new(1024, 43, 0, 0);
+	struct store_writer_stats st[3];
+	int ret;
+
+	ret = write_image(c->s, "jobZ", 1, "n0", &text, STORE_COMPRESS, &st[0]) ?:
+	      commit1(c->s, "jobZ", 1, "n0") ?: check_image(c->s, "jobZ", 1, "n0", &text);
+	result(!ret && st[0].stored * 2 < st[0].new_pages * PG, "compression-on-round-trip",
+	       "ret %d, %llu pages in %llu bytes", ret, (unsigned long long)st[0].new_pages,
+	       (unsigned long long)st[0].stored);
+	/* random pages do not compress: stored as they are */
+	ret = write_image(c->s, "jobZ", 2, "n0", &rnd, STORE_COMPRESS, &st[1]) ?:
+	      commit1(c->s, "jobZ", 2, "n0") ?: check_image(c->s, "jobZ", 2, "n0", &rnd);
+	result(!ret && st[1].stored >= st[1].new_pages * PG &&
+	       st[1].stored <= st[1].new_pages * PG + 1024 * 16 + 64, "compression-skipped",
+	       "ret %d, %llu pages in %llu bytes", ret, (unsigned long long)st[1].new_pages,
+	       (unsigned long long)st[1].stored);
+	text.seeds[0] = 99999 | SEED_TEXT;
+	ret = write_image(c->s, "jobZ", 3, "n0", &text, 0, &st[2]) ?:
+	      commit1(c->s, "jobZ", 3, "n0") ?: check_image(c->s, "jobZ", 3, "n0", &text) ?:
+	      check_image(c->s, "jobZ", 1, "n0", &text) == -EILSEQ ? 0 : -1;
+	result(!ret && st[2].new_pages == 1, "compression-off-round-trip",
+	       "ret %d, %llu new pages", ret, (unsigned long long)st[2].new_pages);
+	free(text.seeds);
+	free(rnd.seeds);
+}
+
+static void t_partial(struct ctx *c)
+{
+	struct image im = image_new(256, 7000, 0, 0);
+	struct store_gc_stats gs;
+	struct store_reader *r;
+	uint64_t gen = 0, rgen = 0;
+	int ret;
+
+	ret = store_next_gen(c->s, "jobA", &gen) ?:
+	      write_image(c->s, "jobA", gen, "n0", &im, 0, NULL);
+	if (!ret && !(ret = store_reader_open(c->s, "jobA", 0, &r))) {
+		rgen = store_reader_gen(r);
+		store_reader_close(r);
+	}
+	result(!ret && gen == 4 && rgen == 3 && count_gens(c->s, "jobA") == 3,
+	       "partial-invisible", "ret %d, partial gen %llu, latest readable %llu", ret,
+	       (unsigned long long)gen, (unsigned long long)rgen);
+	ret = store_gc(c->s, "jobA", 0, STORE_GC_GRACE_DEFAULT, 0, &gs);
+	result(!ret && !gs.partials && exists("%s/jobs/jobA/gen-4.partial", scratch),
+	       "gc-spares-fresh-partial", "ret %d, %d removed", ret, gs.partials);
+	ret = store_gc(c->s, "jobA", 0, STORE_GC_GRACE_DEFAULT, STORE_GC_FORCE, &gs);
+	result(!ret && gs.partials == 1 && !exists("%s/jobs/jobA/gen-4.partial", scratch) &&
+	       check_image(c->s, "jobA", 3, "n0", &c->gen2) != 0, /* n0 of gen 3 differs */
+	       "gc-reclaims-partial", "ret %d, %d removed, %llu bytes", ret, gs.partials,
+	       (unsigned long long)gs.bytes);
+	/* an aborted writer leaves nothing */
+	{
+		struct store_writer *w;
+		struct store_ref ref;
+		char page[PG];
+
+		fill_page(5, page);
+		ret = store_writer_begin(c->s, "jobA", 5, "n9", 0, &w) ?:
+		      store_put_page(w, page, &ref);
+		if (!ret)
+			store_writer_abort(w);
+		result(!ret && !exists("%s/jobs/jobA/gen-5.partial", scratch), "abort-cleans-up",
+		       "ret %d", ret);
+	}
+	free(im.seeds);
+}
+
+static void t_keep(struct ctx *c)
+{
+	struct image im[6];
+	struct store_gc_stats gs;
+	char path[4096];
+	int g, ret = 0, changed;
+
+	im[1] = image_new(512, 30000, 0, 0);
+	for (g = 1; g <= 5 && !ret; g++) {
+		if (g > 1)
+			im[g] = image_change(&im[g - 1], 4, 30000 + g * 1000, &changed);
+		ret = write_image(c->s, "jobK", g, "n0", &im[g], 0, NULL) ?:
+		      commit1(c->s, "jobK", g, "n0");
+	}
+	if (!ret)
+		ret = store_gc(c->s, "jobK", 2, STORE_GC_GRACE_DEFAULT, 0, &gs);
+	result(!ret && count_gens(c->s, "jobK") == 2 && gs.gens == 3, "gc-keep-2",
+	       "ret %d, %d generations left, %d dropped, %d packs removed", ret,
+	       count_gens(c->s, "jobK"), gs.gens, gs.packs);
+	ret = check_image(c->s, "jobK", 5, "n0", &im[5]) ?:
+	      check_image(c->s, "jobK", 4, "n0", &im[4]) ?: store_verify(c->s, "jobK", 4);
+	/* gen 1's pack still holds pages gen 4 and 5 use */
+	result(!ret && exists("%s/jobs/jobK/gen-1/n0.pack", scratch) &&
+	       !exists("%s/jobs/jobK/gen-1/n0.idx", scratch), "kept-generations-intact",
+	       "ret %d", ret);
+	/* rm of one generation, then of the job */
+	ret = store_rm(c->s, "jobK", 4, &gs) ?: check_image(c->s, "jobK", 5, "n0", &im[5]);
+	result(!ret && count_gens(c->s, "jobK") == 1, "rm-generation", "ret %d", ret);
+	ret = store_rm(c->s, "jobK", 0, &gs);
+	snprintf(path, sizeof(path), "%s/jobs/jobK", scratch);
+	result(!ret && !exists("%s", path), "rm-job", "ret %d", ret);
+	for (g = 1; g <= 5; g++)
+		free(im[g].seeds);
+}
+
+struct verify_arg {
+	struct store *s;
+	const char *job;
+	uint64_t gen;
+};
+
+static int do_verify(void *a)
+{
+	struct verify_arg *v = a;
+
+	return store_verify(v->s, v->job, v->gen);
+}
+
+static int do_read(void *a)
+{
+	struct ctx *c = a;
+
+	return check_image(c->s, "jobC", 1, "n0", &c->gen1);
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+	int fd = open(path, O_RDWR);
+	unsigned char b = 0;
+
+	if (pread(fd, &b, 1, off) == 1) {
+		b ^= 0x40;
+		if (pwrite(fd, &b, 1, off) != 1)
+			perror(path);
+	}
+	close(fd);
+}
+
+static void t_corrupt(struct ctx *c)
+{
+	struct verify_arg va = { c->s, "jobC", 1 };
+	char path[4096], log[4096];
+	int ret, i;
+
+	ret = write_image(c->s, "jobC", 1, "n0", &c->gen1, 0, NULL) ?:
+	      commit1(c->s, "jobC", 1, "n0") ?: store_verify(c->s, "jobC", 1);
+	result(!ret, "verify-intact", "ret %d", ret);
+	snprintf(path, sizeof(path), "%s/jobs/jobC/gen-1/n0.pack", scratch);
+	flip_byte(path, 64 + 100 * PG + 17);
+	ret = captured(do_verify, &va, log, sizeof(log));
+	for (i = strlen(log); i > 0 && log[i - 1] == '\n'; i--)
+		log[i - 1] = '\0';
+	result(ret == -EBADMSG && strstr(log, "jobC gen 1") && strstr(log, "n0.pack") &&
+	       strstr(log, "offset"), "verify-finds-corrupt-page", "ret %d, said: %s", ret,
+	       log);
+	ret = captured(do_read, c, log, sizeof(log));
+	result(ret == -EBADMSG, "reader-refuses-corrupt-page", "ret %d", ret);
+	/* a truncated MANIFEST: the generation is not there */
+	ret = write_image(c->s, "jobC", 2, "n0", &c->gen2, 0, NULL) ?:
+	      commit1(c->s, "jobC", 2, "n0");
+	snprintf(path, sizeof(path), "%s/jobs/jobC/gen-2/MANIFEST", scratch);
+	if (!ret)
+		ret = truncate(path, 60) ? -errno : 0;
+	{
+		struct verify_arg v2 = { c->s, "jobC", 2 };
+		int n = count_gens(c->s, "jobC");
+
+		result(!ret && n == 1 && captured(do_verify, &v2, log, sizeof(log)) < 0,
+		       "truncated-manifest-not-listed", "ret %d, %d generations listed", ret, n);
+	}
+	/* gc reclaims it like any generation without a MANIFEST */
+	{
+		struct store_gc_stats gs;
+
+		ret = store_gc(c->s, "jobC", 0, 0, STORE_GC_FORCE, &gs);
+		result(!ret && !exists("%s/jobs/jobC/gen-2", scratch), "gc-reclaims-no-manifest",
+		       "ret %d", ret);
+	}
+}
+
+/* a full file system mid-generation: error, nothing left, the previous generation intact */
+static void t_enospc(void)
+{
+	struct image small = image_new(128, 60000, 0, 0), big = image_new(1024, 70000, 0, 0);
+	char dir[4096], log[4096];
+	struct store *s;
+	int ret, i;
+
+	snprintf(dir, sizeof(dir), "%s/tiny", scratch);
+	mkdir(dir, 0755);
+	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    mount("store-test", dir, "tmpfs", 0, "size=2m")) {
+		result(0, "enospc", "can't mount a 2 MiB tmpfs on %s: %s", dir, strerror(errno));
+		return;
+	}
+	ret = store_open(dir, &s);
+	if (!ret)
+		ret = write_image(s, "jobF", 1, "n0", &small, 0, NULL) ?: commit1(s, "jobF", 1, "n0");
+	result(!ret, "enospc-setup", "ret %d", ret);
+	snprintf(log, sizeof(log), "%s/log.tmp", scratch);
+	{
+		int fd = open(log, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		ssize_t n;
+
+		log_init(LOG_WARN, fd);
+		ret = write_image(s, "jobF", 2, "n0", &big, 0, NULL);
+		log_init(LOG_WARN, STDERR_FILENO);
+		n = pread(fd, log, sizeof(log) - 1, 0);
+		log[n > 0 ? n : 0] = '\0';
+		close(fd);
+		for (i = strlen(log); i > 0 && log[i - 1] == '\n'; i--)
+			log[i - 1] = '\0';
+	}
+	result(ret == -ENOSPC && strstr(log, "gen-2.partial/n0.pack") &&
+	       strstr(log, "No space left"), "enospc-error", "ret %d, said: %s", ret, log);
+	result(!exists("%s/jobs/jobF/gen-2.partial", dir), "enospc-nothing-left", "");
+	ret = store_verify(s, "jobF", 1) ?: check_image(s, "jobF", 1, "n0", &small);
+	result(!ret && count_gens(s, "jobF") == 1, "enospc-previous-intact", "ret %d", ret);
+	store_close(s);
+	umount2(dir, MNT_DETACH);
+	rmdir(dir);
+	free(small.seeds);
+	free(big.seeds);
+}
+
+static void t_cli(void)
+{
+	char *ls[] = { "ls", "-S", (char *)scratch, NULL };
+	char *show[] = { "show", "jobA", "2", "-S", (char *)scratch, NULL };
+	char *ver[] = { "verify", "jobA", "--store", (char *)scratch, NULL };
+	char *bad[] = { "verify", "jobC", "1", "-S", (char *)scratch, NULL };
+	char *gc[] = { "gc", "--keep", "5", "-S", (char *)scratch, NULL };
+	char *usage[] = { "frob", NULL };
+	int r[6];
+
+	r[0] = store_cli(3, ls);
+	r[1] = store_cli(5, show);
+	r[2] = store_cli(4, ver);
+	r[3] = store_cli(5, bad);
+	r[4] = store_cli(5, gc);
+	r[5] = store_cli(1, usage);
+	result(!r[0] && !r[1] && !r[2] && r[3] == 1 && !r[4] && r[5] == 2, "cli",
+	       "ls %d show %d verify %d verify-bad %d gc %d usage %d", r[0], r[1], r[2], r[3],
+	       r[4], r[5]);
+}
+
+/* ------------------------------------------------------------ throughput */
+
+static void bench(const char *dir, int mb)
+{
+	int n = mb * 256, i, fd;
+	char path[4096], *buf = malloc((size_t)n * PG);
+	struct store_ref *refs = malloc(n * sizeof(*refs));
+	struct store_writer *w;
+	struct store_reader *r;
+	struct store *s;
+	double t0, tw, tp, tc, tr;
+	int ret;
+
+	for (i = 0; i < n; i++)
+		fill_page(i + 1 + (i % 3 == 0 ? SEED_TEXT : 0), buf + (size_t)i * PG);
+	snprintf(path, sizeof(path), "%s/bench.raw", dir);
+	t0 = now();
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	for (i = 0; i < n; i += 256)
+		if (write(fd, buf + (size_t)i * PG, 256 * PG) < 0)
+			break;
+	fsync(fd);
+	close(fd);
+	tw = now() - t0;
+	unlink(path);
+	ret = store_open(dir, &s);
+	t0 = now();
+	ret = ret ?: store_writer_begin(s, "bench", 1, "n0", 0, &w);
+	for (i = 0; !ret && i < n; i++)
+		ret = store_put_page(w, buf + (size_t)i * PG, &refs[i]);
+	ret = ret ?: store_writer_finish(w);
+	tp = now() - t0;
+	ret = ret ?: commit1(s, "bench", 1, "n0");
+	t0 = now();
+	ret = ret ?: store_writer_begin(s, "bench", 2, "n0", STORE_COMPRESS, &w);
+	/* new content, so that it is compressed and not deduplicated */
+	for (i = 0; !ret && i < n; i++) {
+		buf[(size_t)i * PG] ^= 1;
+		ret = store_put_page(w, buf + (size_t)i * PG, &refs[i]);
+	}
+	ret = ret ?: store_writer_finish(w);
+	tc = now() - t0;
+	ret = ret ?: commit1(s, "bench", 2, "n0");
+	t0 = now();
+	ret = ret ?: store_reader_open(s, "bench", 2, &r);
+	for (i = 0; !ret && i < n; i++)
+		ret = store_get_page(r, &refs[i], buf + (size_t)i * PG);
+	if (!ret)
+		store_reader_close(r);
+	tr = now() - t0;
+	result(!ret, "throughput",
+	       "%d MiB: write()+fsync %.0f MiB/s, put_page+finish %.0f MiB/s, "
+	       "compressed %.0f MiB/s, get_page %.0f MiB/s", mb, mb / tw, mb / tp, mb / tc,
+	       mb / tr);
+	store_rm(s, "bench", 0, NULL);
+	store_close(s);
+	free(buf);
+	free(refs);
+}
+
+int main(int argc, char **argv)
+{
+	struct ctx c = { 0 };
+	int ret;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s SCRATCH_DIR [BENCH_MB]\n", argv[0]);
+		return 2;
+	}
+	scratch = argv[1];
+	log_init(LOG_WARN, STDERR_FILENO);
+	ret = store_open(scratch, &c.s);
+	result(!ret, "open", "%s", scratch);
+	if (ret)
+		return 1;
+	t_basic(&c);
+	t_dedup(&c);
+	t_two_writers(&c);
+	t_compress(&c);
+	t_partial(&c);
+	t_keep(&c);
+	t_corrupt(&c);
+	t_cli();
+	bench(scratch, argc > 2 ? atoi(argv[2]) : 64);
+	t_enospc();
+	store_close(c.s);
+	free(c.gen1.seeds);
+	free(c.gen2.seeds);
+	printf("%s: %d failed\n", failures ? "FAIL" : "PASS", failures);
+	return failures ? 1 : 0;
+}
