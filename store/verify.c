@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 #include "store-int.h"
 
 
@@ -23,11 +25,34 @@ static int loc_cmp(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
+/* a pack is there and starts with the pack magic */
+static int check_pack_file(struct store_reader *r, const struct pack_id *p)
+{
+	char path[STORE_PATH_MAX], magic[8];
+	int fd, ok;
+
+	if (store_pack_path(r->s, r->job, p, 0, path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		pr_perror("store: job %s gen %llu: pack %s", r->job,
+			  (unsigned long long)r->m.gen, path);
+		return -EBADMSG;
+	}
+	ok = pread_all(fd, magic, sizeof(magic), 0) == sizeof(magic) &&
+	     !memcmp(magic, PACK_MAGIC, sizeof(magic));
+	close(fd);
+	if (!ok) {
+		pr_err("store: job %s gen %llu: pack %s: bad header\n", r->job,
+		       (unsigned long long)r->m.gen, path);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 static int check_packs(struct store_reader *r)
 {
-	char path[STORE_PATH_MAX];
-	struct stat st;
-	int i;
+	int i, ret;
 
 	for (i = 0; i < r->packs.n; i++) {
 		const struct pack_id *p = &r->packs.v[i];
@@ -38,13 +63,11 @@ static int check_packs(struct store_reader *r)
 			       p->node);
 			return -EBADMSG;
 		}
-		if (store_pack_path(r->s, r->job, p, 0, path))
-			return -ENAMETOOLONG;
-		if (stat(path, &st)) {
-			pr_perror("store: job %s gen %llu: pack %s", r->job,
-				  (unsigned long long)r->m.gen, path);
-			return -EBADMSG;
-		}
+	}
+	for (i = 0; i < r->m.packs.n; i++) {
+		ret = check_pack_file(r, &r->m.packs.v[i]);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }

@@ -88,8 +88,13 @@ static int make_dirs(struct store_writer *w)
 	ret = store_job_path(w->s, w->job, path);
 	if (ret)
 		return ret;
-	if (mkdir(path, 0755) && errno != EEXIST)
+	if (!mkdir(path, 0755)) {
+		/* a new job: its directory entry must survive a crash like its files */
+		*strrchr(path, '/') = '\0';
+		store_fsync_path(path);
+	} else if (errno != EEXIST) {
 		goto fail;
+	}
 	ret = store_gen_path(w->s, w->job, w->gen, 0, path);
 	if (ret)
 		return ret;
