@@ -328,14 +328,16 @@ static int load_blobs(struct cursor *c, uint32_t n, uint32_t npacks, const uint3
 static int idx_parse(const char *buf, size_t len, struct ref_table *t, struct pack_set *packs,
 		     struct blob_list *blobs, uint32_t extra)
 {
-	struct cursor c = { buf, buf + len - sizeof(uint64_t) };
 	const struct idx_hdr *hdr;
+	struct cursor c;
 	uint64_t sum;
 	uint32_t *map;
 	int ret;
 
 	if (len < sizeof(*hdr) + sizeof(sum))
 		return -EBADMSG;
+	c.p = buf;
+	c.end = buf + len - sizeof(sum);
 	memcpy(&sum, c.end, sizeof(sum));
 	hdr = take(&c, sizeof(*hdr));
 	if (memcmp(hdr->magic, IDX_MAGIC, 8) || hdr->version != IDX_VERSION ||

@@ -58,7 +58,7 @@ static int check_packs(struct store_reader *r)
 		const struct pack_id *p = &r->packs.v[i];
 
 		if (packset_find(&r->m.packs, p->gen, p->node) < 0) {
-			pr_err("store: job %s gen %llu: pack gen-%llu/%s.pack is used but not in the manifest\n",
+			pr_err("store: job %s gen %llu: gen-%llu/%s.pack used, not in MANIFEST\n",
 			       r->job, (unsigned long long)r->m.gen, (unsigned long long)p->gen,
 			       p->node);
 			return -EBADMSG;

@@ -558,14 +558,15 @@ static void t_enospc(void)
 
 	snprintf(dir, sizeof(dir), "%s/tiny", scratch);
 	mkdir(dir, 0755);
-	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	if (unshare(CLONE_NEWNS) || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
 	    mount("store-test", dir, "tmpfs", 0, "size=2m")) {
 		result(0, "enospc", "can't mount a 2 MiB tmpfs on %s: %s", dir, strerror(errno));
 		return;
 	}
 	ret = store_open(dir, &s);
 	if (!ret)
-		ret = write_image(s, "jobF", 1, "n0", &small, 0, NULL) ?: commit1(s, "jobF", 1, "n0");
+		ret = write_image(s, "jobF", 1, "n0", &small, 0, NULL) ?:
+		      commit1(s, "jobF", 1, "n0");
 	result(!ret, "enospc-setup", "ret %d", ret);
 	snprintf(log, sizeof(log), "%s/log.tmp", scratch);
 	{
