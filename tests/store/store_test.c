@@ -558,7 +558,7 @@ static void t_enospc(void)
 
 	snprintf(dir, sizeof(dir), "%s/tiny", scratch);
 	mkdir(dir, 0755);
-	if (unshare(CLONE_NEWNS) || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	if (unshare(CLONE_NEWNS) || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) ||
 	    mount("store-test", dir, "tmpfs", 0, "size=2m")) {
 		result(0, "enospc", "can't mount a 2 MiB tmpfs on %s: %s", dir, strerror(errno));
 		return;
