@@ -585,6 +585,32 @@ static void t_enospc(void)
 	result(ret == -ENOSPC && strstr(log, "gen-2.partial/n0.pack") &&
 	       strstr(log, "No space left"), "enospc-error", "ret %d, said: %s", ret, log);
 	result(!exists("%s/jobs/jobF/gen-2.partial", dir), "enospc-nothing-left", "");
+	/* the disk fills up while the pages wait in the writer's buffer: finish fails */
+	{
+		char filler[4200], chunk[65536] = { 1 };
+		struct store_writer *w;
+		struct store_ref ref;
+		char page[PG];
+		int fd;
+
+		ret = store_writer_begin(s, "jobF", 2, "n0", 0, &w);
+		for (i = 0; !ret && i < 64; i++) {
+			fill_page(80000 + i, page);
+			ret = store_put_page(w, page, &ref);
+		}
+		snprintf(filler, sizeof(filler), "%s/filler", dir);
+		fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		while (write(fd, chunk, sizeof(chunk)) > 0)
+			;
+		close(fd);
+		log_init(LOG_ERROR, open("/dev/null", O_WRONLY));
+		ret = ret ?: store_writer_finish(w);
+		close(log_get_fd());
+		log_init(LOG_WARN, STDERR_FILENO);
+		unlink(filler);
+		result(ret == -ENOSPC && !exists("%s/jobs/jobF/gen-2.partial", dir),
+		       "enospc-at-finish", "ret %d", ret);
+	}
 	ret = store_verify(s, "jobF", 1) ?: check_image(s, "jobF", 1, "n0", &small);
 	result(!ret && count_gens(s, "jobF") == 1, "enospc-previous-intact", "ret %d", ret);
 	store_close(s);
@@ -592,6 +618,115 @@ static void t_enospc(void)
 	rmdir(dir);
 	free(small.seeds);
 	free(big.seeds);
+}
+
+/* gc while a generation is written: the packs the writer may reference stay */
+static void t_gc_during_write(struct ctx *c)
+{
+	struct image im[4];
+	struct store_writer *w;
+	struct store_gc_stats gs;
+	struct store_ref *refs;
+	char page[PG];
+	int g, i, ret = 0, changed;
+
+	im[1] = image_new(512, 90000, 0, 0);
+	for (g = 1; g <= 2 && !ret; g++) {
+		if (g > 1)
+			im[g] = image_change(&im[g - 1], 3, 90000 + g * 1000, &changed);
+		ret = write_image(c->s, "jobG", g, "n0", &im[g], 0, NULL) ?:
+		      commit1(c->s, "jobG", g, "n0");
+	}
+	/* generation 3 references pages of 1 that 2 changed back */
+	im[3] = image_new(512, 90000, 0, 0);
+	refs = calloc(512, sizeof(*refs));
+	ret = ret ?: store_writer_begin(c->s, "jobG", 3, "n0", 0, &w);
+	if (!ret) {
+		ret = store_gc(c->s, "jobG", 1, STORE_GC_GRACE_DEFAULT, 0, &gs);
+		for (i = 0; i < 512 && !ret; i++) {
+			fill_page(im[3].seeds[i], page);
+			ret = store_put_page(w, page, &refs[i]);
+		}
+		ret = ret ?: store_put_blob(w, refs_blob("n0"), refs, 512 * sizeof(*refs));
+		ret = ret ?: store_writer_finish(w);
+		ret = ret ?: commit1(c->s, "jobG", 3, "n0");
+	}
+	ret = ret ?: check_image(c->s, "jobG", 3, "n0", &im[3]);
+	result(!ret && gs.gens == 1 && !gs.packs && exists("%s/jobs/jobG/gen-1/n0.pack", scratch),
+	       "gc-during-write-keeps-packs", "ret %d, %d generations, %d packs removed", ret,
+	       gs.gens, gs.packs);
+	/* now nothing is in progress: gen 2's pack goes, gen 1's stays for gen 3 */
+	ret = store_gc(c->s, "jobG", 1, STORE_GC_GRACE_DEFAULT, 0, &gs) ?:
+	      check_image(c->s, "jobG", 3, "n0", &im[3]) ?: store_verify(c->s, "jobG", 3);
+	result(!ret && gs.packs == 1 && !exists("%s/jobs/jobG/gen-2", scratch) &&
+	       exists("%s/jobs/jobG/gen-1/n0.pack", scratch), "gc-after-write",
+	       "ret %d, %d generations, %d packs removed", ret, gs.gens, gs.packs);
+	free(refs);
+	for (g = 1; g <= 3; g++)
+		free(im[g].seeds);
+}
+
+static int do_open_dup(void *a)
+{
+	struct ctx *c = a;
+	struct store_writer *w;
+	int ret = store_writer_begin(c->s, "jobR", 2, "n0", 0, &w);
+
+	if (!ret)
+		store_writer_abort(w);
+	return ret;
+}
+
+/* writers and commits that go wrong, and corrupt indexes and blobs */
+static void t_robust(struct ctx *c)
+{
+	struct image im = image_new(256, 123000, 0, 0);
+	struct verify_arg va = { c->s, "jobR", 2 };
+	struct store_writer *w;
+	char from[4096], to[4096], log[4096];
+	int ret;
+
+	ret = write_image(c->s, "jobR", 1, "n0", &im, 0, NULL) ?: commit1(c->s, "jobR", 1, "n0");
+	/* a second writer with the same node name is refused and harms nothing */
+	ret = ret ?: store_writer_begin(c->s, "jobR", 2, "n0", 0, &w);
+	if (!ret) {
+		int dup = captured(do_open_dup, c, log, sizeof(log));
+
+		ret = dup == -EEXIST ? 0 : -1;
+		store_writer_abort(w);
+	}
+	result(!ret, "same-node-twice-refused", "ret %d", ret);
+	/* a commit interrupted after its rename is completed by the next one */
+	ret = write_image(c->s, "jobR", 2, "n0", &im, 0, NULL);
+	snprintf(from, sizeof(from), "%s/jobs/jobR/gen-2.partial", scratch);
+	snprintf(to, sizeof(to), "%s/jobs/jobR/gen-2", scratch);
+	if (!ret)
+		ret = rename(from, to) ? -errno : 0;
+	ret = ret ?: (count_gens(c->s, "jobR") == 1 ? 0 : -1);
+	ret = ret ?: commit1(c->s, "jobR", 2, "n0") ?: check_image(c->s, "jobR", 2, "n0", &im);
+	result(!ret && count_gens(c->s, "jobR") == 2, "commit-completes-interrupted", "ret %d",
+	       ret);
+	ret = commit1(c->s, "jobR", 2, "n0");
+	result(ret == -EEXIST, "commit-twice-refused", "ret %d", ret);
+	/* a flipped byte in an index */
+	snprintf(to, sizeof(to), "%s/jobs/jobR/gen-2/n0.idx", scratch);
+	flip_byte(to, 100);
+	ret = captured(do_verify, &va, log, sizeof(log));
+	result(ret < 0 && strstr(log, "jobR/gen-2/n0.idx"), "verify-finds-corrupt-index",
+	       "ret %d", ret);
+	flip_byte(to, 100);
+	/* and in a blob (the last bytes of the pack) */
+	snprintf(to, sizeof(to), "%s/jobs/jobR/gen-2/n0.pack", scratch);
+	{
+		struct stat st;
+
+		stat(to, &st);
+		flip_byte(to, st.st_size - 10);
+	}
+	ret = captured(do_verify, &va, log, sizeof(log));
+	result(ret == -EBADMSG && strstr(log, "blob n0/pages.refs"), "verify-finds-corrupt-blob",
+	       "ret %d", ret);
+	free(im.seeds);
 }
 
 static void t_cli(void)
@@ -718,6 +853,8 @@ int main(int argc, char **argv)
 	t_partial(&c);
 	t_keep(&c);
 	t_corrupt(&c);
+	t_gc_during_write(&c);
+	t_robust(&c);
 	t_cli();
 	bench(scratch, argc > 2 ? atoi(argv[2]) : 64);
 	t_enospc();
