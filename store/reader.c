@@ -17,18 +17,26 @@
 #include "store-int.h"
 
 
-static int load_indexes(struct store_reader *r)
+static int load_indexes(struct store_reader *r, const char *node)
 {
 	char path[STORE_PATH_MAX];
-	int i, ret;
+	int i, ret, found = 0;
 
 	for (i = 0; i < r->m.nnodes; i++) {
+		if (node && strcmp(node, r->m.nodes[i].name))
+			continue;
+		found = 1;
 		ret = store_path(path, "%s/jobs/%s/gen-%llu/%s.idx", r->s->dir, r->job,
 				 (unsigned long long)r->m.gen, r->m.nodes[i].name);
 		if (!ret)
 			ret = idx_load(path, &r->tab, &r->packs, &r->blobs, 0);
 		if (ret)
 			return ret;
+	}
+	if (!found) {
+		pr_err("store: job %s gen %llu: no node %s\n", r->job,
+		       (unsigned long long)r->m.gen, node);
+		return -ENOENT;
 	}
 	bloblist_sort(&r->blobs);
 	r->fds = malloc((r->packs.n + 1) * sizeof(*r->fds));
@@ -41,6 +49,12 @@ static int load_indexes(struct store_reader *r)
 
 int store_reader_open(struct store *s, const char *job, uint64_t gen,
 		      struct store_reader **out)
+{
+	return store_reader_open_node(s, job, gen, NULL, out);
+}
+
+int store_reader_open_node(struct store *s, const char *job, uint64_t gen, const char *node,
+			   struct store_reader **out)
 {
 	struct store_reader *r;
 	int ret;
@@ -57,7 +71,7 @@ int store_reader_open(struct store *s, const char *job, uint64_t gen,
 	strcpy(r->job, job);
 	ret = reftab_init(&r->tab, 0);
 	if (!ret)
-		ret = load_indexes(r);
+		ret = load_indexes(r, node);
 	if (!ret && !(r->dctx = ZSTD_createDCtx()))
 		ret = -ENOMEM;
 	if (ret) {

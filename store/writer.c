@@ -66,6 +66,8 @@ static void load_earlier(struct store_writer *w)
 			       (unsigned long long)v[i].gen) || manifest_read(path, &m))
 			continue;
 		for (j = 0; j < m.nnodes; j++) {
+			if ((w->flags & STORE_DEDUP_NODE) && strcmp(m.nodes[j].name, w->node))
+				continue;
 			if (store_path(path, "%s/jobs/%s/gen-%llu/%s.idx", w->s->dir, w->job,
 				       (unsigned long long)v[i].gen, m.nodes[j].name))
 				continue;

@@ -28,6 +28,11 @@
 
 /* store_writer_begin() flags */
 #define STORE_COMPRESS		0x1	/* zstd each chunk, kept only if smaller */
+/*
+ * Deduplicate against the earlier generations of this node only: one index
+ * per generation to load instead of one per node, for jobs of many nodes.
+ */
+#define STORE_DEDUP_NODE	0x2
 
 /* store_gc() flags */
 #define STORE_GC_FORCE		0x1	/* partial generations regardless of age */
@@ -85,8 +90,12 @@ void store_writer_abort(struct store_writer *w);
 int store_commit(struct store *s, const char *job, uint64_t gen, const char *const *nodes,
 		 int nnodes);
 
+/* gen 0 = the latest complete generation */
 int store_reader_open(struct store *s, const char *job, uint64_t gen,
 		      struct store_reader **out);
+/* the same, loading one node's index only: its pages and blobs, for its restore */
+int store_reader_open_node(struct store *s, const char *job, uint64_t gen, const char *node,
+			   struct store_reader **out);
 uint64_t store_reader_gen(struct store_reader *r);
 int store_get_blob(struct store_reader *r, const char *name, void **buf, size_t *len);
 int store_get_page(struct store_reader *r, const struct store_ref *ref, void *page);

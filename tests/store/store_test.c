@@ -164,35 +164,63 @@ static int commit1(struct store *s, const char *job, uint64_t gen, const char *n
 	return store_commit(s, job, gen, nodes, 1);
 }
 
-/* read node's image of gen back and compare every page; 0 or the first error */
-static int check_image(struct store *s, const char *job, uint64_t gen, const char *node,
-		       const struct image *im)
+/* read node's image back through r and compare every page; 0 or the first error */
+static int check_reader(struct store_reader *r, const char *node, const struct image *im)
 {
-	struct store_reader *r;
 	struct store_ref *refs;
 	char page[PG], want[PG];
 	size_t len;
 	int i, ret;
 
-	ret = store_reader_open(s, job, gen, &r);
-	if (ret)
-		return ret;
 	ret = store_get_blob(r, refs_blob(node), (void **)&refs, &len);
 	if (ret)
-		goto out;
-	if (len != im->n * sizeof(*refs)) {
+		return ret;
+	if (len != im->n * sizeof(*refs))
 		ret = -EBADMSG;
-		goto free;
-	}
 	for (i = 0; i < im->n && !ret; i++) {
 		ret = store_get_page(r, &refs[i], page);
 		fill_page(im->seeds[i], want);
 		if (!ret && memcmp(page, want, PG))
 			ret = -EILSEQ;
 	}
-free:
 	free(refs);
-out:
+	return ret;
+}
+
+static int check_image(struct store *s, const char *job, uint64_t gen, const char *node,
+		       const struct image *im)
+{
+	struct store_reader *r;
+	int ret;
+
+	ret = store_reader_open(s, job, gen, &r);
+	if (ret)
+		return ret;
+	ret = check_reader(r, node, im);
+	store_reader_close(r);
+	return ret;
+}
+
+/* the same through a reader of the node's index alone */
+static int check_node_image(struct store *s, const char *job, uint64_t gen, const char *node,
+			    const struct image *im)
+{
+	struct store_reader *r;
+	void *buf = NULL;
+	size_t len;
+	int ret, fd = log_get_fd();
+
+	ret = store_reader_open_node(s, job, gen, node, &r);
+	if (ret)
+		return ret;
+	ret = check_reader(r, node, im);
+	/* the other nodes' blobs are not there (and saying so is no error here) */
+	log_init(LOG_ERROR - 1, fd);
+	if (!ret && strcmp(node, "n0") &&
+	    store_get_blob(r, "n0/pages.refs", &buf, &len) != -ENOENT)
+		ret = -EEXIST;
+	log_init(LOG_WARN, fd);
+	free(buf);
 	store_reader_close(r);
 	return ret;
 }
@@ -357,6 +385,8 @@ static void t_two_writers(struct ctx *c)
 		      check_image(c->s, "jobA", 3, "n1", &im[1]);
 	if (!ret)
 		ret = gen_info(c->s, "jobA", 3, &gi);
+	if (!ret)
+		ret = check_node_image(c->s, "jobA", 3, "n1", &im[1]);
 	result(!ret && gi.nodes == 2, "two-writers-concurrently",
 	       "ret %d, logical %llu stored %llu ratio %.2f", ret,
 	       (unsigned long long)gi.logical, (unsigned long long)gi.stored,
@@ -366,6 +396,26 @@ static void t_two_writers(struct ctx *c)
 	result(ret < 0 && count_gens(c->s, "jobA") == 3, "commit-needs-all-nodes", "ret %d", ret);
 	free(im[0].seeds);
 	free(im[1].seeds);
+}
+
+/* STORE_DEDUP_NODE: only the node's own earlier generations count */
+static void t_dedup_node(struct ctx *c)
+{
+	const char *nodes[] = { "n0", "n1" };
+	struct image im = image_new(256, 321000, 0, 0);
+	struct store_writer_stats st[2];
+	int ret;
+
+	ret = write_image(c->s, "jobN", 1, "n0", &im, 0, NULL) ?: commit1(c->s, "jobN", 1, "n0");
+	ret = ret ?: write_image(c->s, "jobN", 2, "n0", &im, STORE_DEDUP_NODE, &st[0]);
+	ret = ret ?: write_image(c->s, "jobN", 2, "n1", &im, STORE_DEDUP_NODE, &st[1]);
+	ret = ret ?: store_commit(c->s, "jobN", 2, nodes, 2);
+	ret = ret ?: check_image(c->s, "jobN", 2, "n0", &im) ?:
+	      check_node_image(c->s, "jobN", 2, "n1", &im);
+	result(!ret && st[0].new_pages == 0 && st[1].new_pages == 256, "dedup-own-node-only",
+	       "ret %d, n0 wrote %llu pages, n1 %llu", ret, (unsigned long long)st[0].new_pages,
+	       (unsigned long long)st[1].new_pages);
+	free(im.seeds);
 }
 
 static void t_compress(struct ctx *c)
@@ -849,6 +899,7 @@ int main(int argc, char **argv)
 	t_basic(&c);
 	t_dedup(&c);
 	t_two_writers(&c);
+	t_dedup_node(&c);
 	t_compress(&c);
 	t_partial(&c);
 	t_keep(&c);
