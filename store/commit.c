@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -48,21 +49,35 @@ static int add_node(struct manifest *m, const char *dir, const char *node)
 	return ret;
 }
 
+static int file_cmp(const void *a, const void *b)
+{
+	const struct mfile *x = *(const struct mfile *const *)a;
+	const struct mfile *y = *(const struct mfile *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
 /* a blob name given by two nodes could not be read back unambiguously */
 static int check_files(const struct manifest *m)
 {
-	int i, j;
+	const struct mfile **v = malloc((m->nfiles + 1) * sizeof(*v));
+	int i, ret = 0;
 
+	if (!v)
+		return -ENOMEM;
 	for (i = 0; i < m->nfiles; i++)
-		for (j = i + 1; j < m->nfiles; j++)
-			if (!strcmp(m->files[i].name, m->files[j].name)) {
-				pr_err("store: job %s gen %llu: blob %s put by nodes %s and %s\n",
-				       m->job, (unsigned long long)m->gen, m->files[i].name,
-				       m->nodes[m->files[i].node].name,
-				       m->nodes[m->files[j].node].name);
-				return -EEXIST;
-			}
-	return 0;
+		v[i] = &m->files[i];
+	/* sorted, so that thousands of nodes' files cost n log n */
+	qsort(v, m->nfiles, sizeof(*v), file_cmp);
+	for (i = 1; i < m->nfiles && !ret; i++)
+		if (!strcmp(v[i - 1]->name, v[i]->name)) {
+			pr_err("store: job %s gen %llu: blob %s put by nodes %s and %s\n", m->job,
+			       (unsigned long long)m->gen, v[i]->name,
+			       m->nodes[v[i - 1]->node].name, m->nodes[v[i]->node].name);
+			ret = -EEXIST;
+		}
+	free(v);
+	return ret;
 }
 
 /* gen-G.partial -> gen-G, unless an interrupted commit already did it */
@@ -105,8 +120,8 @@ static int check_nodes(const struct store *s, const char *job, uint64_t gen,
 	if (!ret && stat(dir, &st))
 		ret = store_gen_path(s, job, gen, 1, dir);
 	for (i = 0; !ret && i < nnodes; i++) {
-		if (!store_valid_name(nodes[i])) {
-			pr_err("store: job %s gen %llu: invalid node name '%s'\n", job,
+		if (!store_valid_name(nodes[i]) || manifest_find_node(m, nodes[i]) >= 0) {
+			pr_err("store: job %s gen %llu: invalid or repeated node name '%s'\n", job,
 			       (unsigned long long)gen, nodes[i]);
 			return -EINVAL;
 		}

@@ -168,10 +168,13 @@ static int check_sum(char *buf, size_t len)
 	return 0;
 }
 
-static int find_node(const struct manifest *m, const char *name)
+int manifest_find_node(const struct manifest *m, const char *name)
 {
 	int i;
 
+	/* files come grouped by node, after it: the last node first */
+	if (m->nnodes && !strcmp(m->nodes[m->nnodes - 1].name, name))
+		return m->nnodes - 1;
 	for (i = 0; i < m->nnodes; i++)
 		if (!strcmp(m->nodes[i].name, name))
 			return i;
@@ -186,7 +189,7 @@ static int parse_node(struct manifest *m, const char *line)
 
 	if (sscanf(line, "node %64s pages %llu zero %llu new %llu logical %llu stored %llu%n",
 		   n.name, &v[0], &v[1], &v[2], &v[3], &v[4], &end) != 6 || line[end] ||
-	    !store_valid_name(n.name) || find_node(m, n.name) >= 0)
+	    !store_valid_name(n.name) || manifest_find_node(m, n.name) >= 0)
 		return -EBADMSG;
 	n.pages = v[0];
 	n.zero = v[1];
@@ -204,7 +207,7 @@ static int parse_file(struct manifest *m, const char *line)
 	int end = 0, k;
 
 	if (sscanf(line, "file %64s %255s %llu %llx%n", node, name, &size, &hash, &end) != 4 ||
-	    line[end] || (k = find_node(m, node)) < 0 || !store_valid_blob_name(name))
+	    line[end] || (k = manifest_find_node(m, node)) < 0 || !store_valid_blob_name(name))
 		return -EBADMSG;
 	return manifest_add_file(m, name, k, size, hash);
 }

@@ -176,6 +176,8 @@ int manifest_write(const struct manifest *m, const char *dir, const char *name);
 /* parse and check; -ENOENT if missing, -EBADMSG (logged at debug) if bad */
 int manifest_read(const char *path, struct manifest *m);
 int manifest_add_node(struct manifest *m, const struct mnode *n);
+/* index of the node in the manifest, or -1 */
+int manifest_find_node(const struct manifest *m, const char *name);
 int manifest_add_file(struct manifest *m, const char *name, int node, uint64_t size,
 		      uint64_t hash);
 /* the manifest of a visible generation (gen 0 = latest); -ENOENT logged */
