@@ -347,6 +347,9 @@ static int idx_parse(const char *buf, size_t len, struct ref_table *t, struct pa
 	if (!map)
 		return -ENOMEM;
 	ret = load_packs(&c, hdr->npacks, packs, map);
+	/* a corrupt count cannot pass the checksum; still, do not trust it with memory */
+	if (!ret && hdr->nentries <= len / sizeof(struct idx_rec))
+		ret = reftab_reserve(t, hdr->nentries);
 	if (!ret)
 		ret = load_entries(&c, hdr->nentries, hdr->npacks, map, t, extra);
 	if (!ret)

@@ -48,10 +48,10 @@ struct store_loc *reftab_find(const struct ref_table *t, uint64_t lo, uint64_t h
 	return (l->lo || l->hi) ? l : NULL;
 }
 
-static int grow(struct ref_table *t)
+static int grow_to(struct ref_table *t, size_t cap)
 {
-	size_t cap = t->cap * 2, i;
 	struct store_loc *n = calloc(cap, sizeof(*n));
+	size_t i;
 
 	if (!n)
 		return -ENOMEM;
@@ -62,6 +62,20 @@ static int grow(struct ref_table *t)
 	t->slots = n;
 	t->cap = cap;
 	return 0;
+}
+
+static int grow(struct ref_table *t)
+{
+	return grow_to(t, t->cap * 2);
+}
+
+int reftab_reserve(struct ref_table *t, size_t more)
+{
+	size_t cap = t->cap;
+
+	while ((t->count + more) * 8 > cap * 5)
+		cap <<= 1;
+	return cap == t->cap ? 0 : grow_to(t, cap);
 }
 
 struct store_loc *reftab_insert(struct ref_table *t, const struct store_loc *loc)

@@ -80,6 +80,8 @@ struct ref_table {
 
 int reftab_init(struct ref_table *t, size_t hint);
 void reftab_free(struct ref_table *t);
+/* room for more entries without growing on the way */
+int reftab_reserve(struct ref_table *t, size_t more);
 struct store_loc *reftab_find(const struct ref_table *t, uint64_t lo, uint64_t hi);
 /* insert a copy of loc (its hash must not be there); returns the slot or NULL */
 struct store_loc *reftab_insert(struct ref_table *t, const struct store_loc *loc);
