@@ -254,6 +254,18 @@ static int count_gens(struct store *s, const char *job)
 	return n;
 }
 
+static int count_gens_cli(const char *job)
+{
+	struct store *s;
+	int n;
+
+	if (store_open(scratch, &s))
+		return -1;
+	n = count_gens(s, job);
+	store_close(s);
+	return n;
+}
+
 static int exists(const char *fmt, ...)
 {
 	char path[4096];
@@ -779,25 +791,68 @@ static void t_robust(struct ctx *c)
 	free(im.seeds);
 }
 
+/* run the command line with its stdout and stderr into out */
+static int cli(char *out, size_t len, char **argv)
+{
+	char path[4096];
+	int argc = 0, fd, o1, o2, ret;
+	ssize_t n;
+
+	while (argv[argc])
+		argc++;
+	snprintf(path, sizeof(path), "%s/cli.out", scratch);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	fflush(stdout);
+	o1 = dup(1);
+	o2 = dup(2);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	ret = store_cli(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(o1, 1);
+	dup2(o2, 2);
+	close(o1);
+	close(o2);
+	n = pread(fd, out, len - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+	return ret;
+}
+
 static void t_cli(void)
 {
-	char *ls[] = { "ls", "-S", (char *)scratch, NULL };
-	char *show[] = { "show", "jobA", "2", "-S", (char *)scratch, NULL };
-	char *ver[] = { "verify", "jobA", "--store", (char *)scratch, NULL };
-	char *bad[] = { "verify", "jobC", "1", "-S", (char *)scratch, NULL };
-	char *gc[] = { "gc", "--keep", "5", "-S", (char *)scratch, NULL };
+	char *S = (char *)scratch, out[16384];
+	char *ls[] = { "ls", "-S", S, NULL };
+	char *lsjob[] = { "ls", "jobA", "-S", S, NULL };
+	char *show[] = { "show", "jobA", "2", "-S", S, NULL };
+	char *ver[] = { "verify", "jobA", "--store", S, NULL };
+	char *bad[] = { "verify", "jobC", "1", "-S", S, NULL };
+	char *gc[] = { "gc", "--keep", "5", "-S", S, NULL };
+	char *rm[] = { "rm", "jobZ", "1", "-S", S, NULL };
 	char *usage[] = { "frob", NULL };
-	int r[6];
+	int r;
 
-	r[0] = store_cli(3, ls);
-	r[1] = store_cli(5, show);
-	r[2] = store_cli(4, ver);
-	r[3] = store_cli(5, bad);
-	r[4] = store_cli(5, gc);
-	r[5] = store_cli(1, usage);
-	result(!r[0] && !r[1] && !r[2] && r[3] == 1 && !r[4] && r[5] == 2, "cli",
-	       "ls %d show %d verify %d verify-bad %d gc %d usage %d", r[0], r[1], r[2], r[3],
-	       r[4], r[5]);
+	r = cli(out, sizeof(out), ls);
+	result(!r && strstr(out, "RATIO") && strstr(out, "jobA") && strstr(out, "jobZ"),
+	       "cli-ls", "%d", r);
+	r = cli(out, sizeof(out), lsjob);
+	result(!r && !strstr(out, "jobZ") && strstr(out, "41.96"), "cli-ls-job", "%d", r);
+	r = cli(out, sizeof(out), show);
+	result(!r && strstr(out, "dedup ratio 41.96") && strstr(out, "gen-1/n0.pack") &&
+	       strstr(out, "n0/pages.refs"), "cli-show", "%d", r);
+	r = cli(out, sizeof(out), ver);
+	result(!r && strstr(out, "job jobA generation 3: ok"), "cli-verify", "%d", r);
+	r = cli(out, sizeof(out), bad);
+	result(r == 1 && strstr(out, "job jobC generation 1: FAILED") &&
+	       strstr(out, "jobC gen 1: page "), "cli-verify-bad", "%d", r);
+	r = cli(out, sizeof(out), gc);
+	result(!r && strstr(out, "removed 0 partial generations"), "cli-gc", "%d", r);
+	r = cli(out, sizeof(out), rm);
+	result(!r && strstr(out, "removed") && count_gens_cli("jobZ") == 2, "cli-rm", "%d", r);
+	r = cli(out, sizeof(out), usage);
+	result(r == 2 && strstr(out, "usage"), "cli-usage", "%d", r);
 }
 
 /* ------------------------------------------------------------ throughput */
