@@ -68,7 +68,8 @@ int store_scan_gens(const struct store *s, const char *job, struct gen_ent **out
 		v[n++] = g;
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), gen_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), gen_cmp);
 	*out = v;
 	*np = n;
 	return 0;

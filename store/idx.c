@@ -70,7 +70,8 @@ static int blob_cmp(const void *a, const void *b)
 
 void bloblist_sort(struct blob_list *bl)
 {
-	qsort(bl->v, bl->n, sizeof(*bl->v), blob_cmp);
+	if (bl->n > 1)
+		qsort(bl->v, bl->n, sizeof(*bl->v), blob_cmp);
 	bl->sorted = 1;
 }
 
@@ -79,6 +80,8 @@ struct blob_ent *bloblist_find(const struct blob_list *bl, const char *name)
 	struct blob_ent key = { .name = (char *)name };
 	int i;
 
+	if (!bl->n)
+		return NULL;
 	if (bl->sorted)
 		return bsearch(&key, bl->v, bl->n, sizeof(*bl->v), blob_cmp);
 	for (i = 0; i < bl->n; i++)

@@ -50,7 +50,8 @@ int store_list_jobs(struct store *s, char ***out, int *np)
 		n++;
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), name_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), name_cmp);
 	*out = v;
 	*np = n;
 	return 0;
