@@ -25,10 +25,10 @@ static int loc_cmp(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* a pack is there and starts with the pack magic */
+/* a pack is there and starts with the pack header (the magic, then zeros) */
 static int check_pack_file(struct store_reader *r, const struct pack_id *p)
 {
-	char path[STORE_PATH_MAX], magic[8];
+	char path[STORE_PATH_MAX], hdr[PACK_HDR_SIZE], want[PACK_HDR_SIZE] = PACK_MAGIC;
 	int fd, ok;
 
 	if (store_pack_path(r->s, r->job, p, 0, path))
@@ -39,8 +39,7 @@ static int check_pack_file(struct store_reader *r, const struct pack_id *p)
 			  (unsigned long long)r->m.gen, path);
 		return -EBADMSG;
 	}
-	ok = pread_all(fd, magic, sizeof(magic), 0) == sizeof(magic) &&
-	     !memcmp(magic, PACK_MAGIC, sizeof(magic));
+	ok = pread_all(fd, hdr, sizeof(hdr), 0) == sizeof(hdr) && !memcmp(hdr, want, sizeof(hdr));
 	close(fd);
 	if (!ok) {
 		pr_err("store: job %s gen %llu: pack %s: bad header\n", r->job,
