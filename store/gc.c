@@ -207,6 +207,23 @@ static int sweep(struct gc_job *j, const struct gc_gen *g)
 	return ret;
 }
 
+/*
+ * A writer creates its partial directory before it reads any MANIFEST; gc
+ * unlinks manifests before it looks again for partial directories.  So a
+ * writer that read a manifest being dropped is seen here, and its packs stay.
+ */
+static void recheck_busy(struct gc_job *j)
+{
+	struct gen_ent *e;
+	int n, i;
+
+	if (j->busy || store_scan_gens(j->s, j->job, &e, &n))
+		return;
+	for (i = 0; i < n; i++)
+		j->busy |= e[i].partial;
+	free(e);
+}
+
 static int gc_job(const struct store *s, const char *job, int keep, unsigned grace,
 		  unsigned flags, struct store_gc_stats *st)
 {
@@ -233,6 +250,8 @@ static int gc_job(const struct store *s, const char *job, int keep, unsigned gra
 	ret = classify(&j, grace, flags);
 	if (!ret)
 		ret = retain(&j, keep);
+	if (!ret && !(flags & STORE_GC_FORCE))
+		recheck_busy(&j);
 	for (i = 0; !ret && i < j.n; i++)
 		if (!j.v[i].partial && !j.v[i].fresh)
 			ret = sweep(&j, &j.v[i]);
