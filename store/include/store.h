@@ -16,7 +16,8 @@
  * earlier, is referenced where it is instead of being written again.
  *
  * Every function returns 0 or a negative errno and logs the error once, with
- * the job, the generation and the path it concerns.
+ * the job, the generation and the path it concerns.  There is no global
+ * state; a store, writer or reader is used by one thread at a time.
  */
 #ifndef CRD_STORE_H
 #define CRD_STORE_H
@@ -81,7 +82,10 @@ int store_writer_begin(struct store *s, const char *job, uint64_t gen, const cha
 int store_put_page(struct store_writer *w, const void *page, struct store_ref *ref);
 int store_put_blob(struct store_writer *w, const char *name, const void *buf, size_t len);
 void store_writer_stats(const struct store_writer *w, struct store_writer_stats *st);
-/* fsync the pack and the index, then write NODE.done; the writer is freed */
+/*
+ * fsync the pack and the index, then write NODE.done.  The writer is freed
+ * either way; on failure what it wrote is removed, as by store_writer_abort().
+ */
 int store_writer_finish(struct store_writer *w);
 /* remove what this writer wrote and free it */
 void store_writer_abort(struct store_writer *w);
