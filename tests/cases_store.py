@@ -24,4 +24,34 @@ def store_checks(env):
         assert f"PASS {check}:" in out, f"{check} did not run: {out[-2000:]}"
 
 
-CASES = [("store-test", store_checks)]
+def store_cli(env):
+    """the command line over what store_test left: ls, show, verify, gc --keep, rm"""
+    _store_test(env, "4")
+    exe = os.path.join(env.builddir, "tests", "store", "store_test")
+    store = os.path.join(env.tmpdir, "store")
+
+    def cli(*args):
+        return _runner.run([exe, "--cli"] + list(args) + ["-S", store])
+
+    r = cli("ls")
+    assert r.code == 0 and "RATIO" in r.out, f"ls: {r.code}: {r.out}"
+    rows = [l.split() for l in r.out.splitlines()[1:]]
+    gens = [int(l[1]) for l in rows if l[0] == "jobA"]
+    assert gens == [1, 2, 3], f"jobA generations listed: {gens}: {r.out}"
+    r = cli("show", "jobA", "2")
+    assert r.code == 0 and "dedup ratio" in r.out and "gen-1/n0.pack" in r.out, r.out
+    r = cli("verify", "jobC", "1")
+    assert r.code == 1 and "jobC gen 1: page" in r.out and "n0.pack at offset" in r.out, \
+        f"verify of a damaged generation: {r.code}: {r.out}"
+    r = cli("gc", "--keep", "1", "jobA")
+    assert r.code == 0 and "2 generations" in r.out, f"gc: {r.code}: {r.out}"
+    r = cli("verify", "jobA")
+    assert r.code == 0 and "job jobA generation 3: ok" in r.out, f"verify: {r.code}: {r.out}"
+    r = cli("rm", "jobA")
+    assert r.code == 0 and not os.path.exists(os.path.join(store, "jobs", "jobA")), r.out
+    r = cli("frob")
+    assert r.code == 2 and "usage" in r.out, f"bad subcommand: {r.code}: {r.out}"
+
+
+CASES = [("store-test", store_checks),
+         ("store-cli", store_cli)]

@@ -1,5 +1,6 @@
 /*
  * Tests of the image store: store_test SCRATCH_DIR [BENCH_MB]
+ * (store_test --cli SUBCOMMAND ... runs the store command line instead)
  *
  * Prints one line per check, PASS or FAIL, and exits 0 only if all pass.
  * Page contents come from seeds, so every generation is checked against
@@ -1012,9 +1013,13 @@ int main(int argc, char **argv)
 	int ret;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s SCRATCH_DIR [BENCH_MB]\n", argv[0]);
+		fprintf(stderr, "usage: %s SCRATCH_DIR [BENCH_MB] | --cli SUBCOMMAND ...\n",
+			argv[0]);
 		return 2;
 	}
+	/* the command line as crd will have it, for scripts and people */
+	if (!strcmp(argv[1], "--cli"))
+		return store_cli(argc - 2, argv + 2);
 	scratch = argv[1];
 	log_init(LOG_WARN, STDERR_FILENO);
 	ret = store_open(scratch, &c.s);
