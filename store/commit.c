@@ -98,6 +98,10 @@ static int promote(const struct store *s, const char *job, uint64_t gen, char *d
 	}
 	if (stat(partial, &st) && !stat(dir, &st))
 		return 0;
+	/* the writers fsynced it from their nodes; this node's view must be durable too */
+	ret = store_fsync_path(partial);
+	if (ret)
+		return ret;
 	if (rename(partial, dir)) {
 		ret = -errno;
 		pr_perror("store: job %s gen %llu: can't rename %s", job,

@@ -973,16 +973,20 @@ static void bench(const char *dir, int mb)
 	struct store_ref *refs = malloc(n * sizeof(*refs));
 	struct store_reader *r;
 	struct store *s;
-	double t0, tw1, tw2, tp, tc, td, tr;
+	double t0, tw1, tp, tc, td, tr;
 
 	for (i = 0; i < n; i++)
 		fill_page(i + 1 + (i % 3 == 0 ? SEED_TEXT : 0), buf + (size_t)i * PG);
 	ret = store_open(dir, &s);
+	/* the best of three: the first run in a process pays for the file system's pages */
 	tw1 = plain_write(dir, buf, n);
+	for (i = 0; i < 2; i++) {
+		t0 = plain_write(dir, buf, n);
+		tw1 = t0 < tw1 ? t0 : tw1;
+	}
 	t0 = now();
 	ret = ret ?: bench_put(s, 1, 0, buf, n, refs, 0);
 	tp = now() - t0;
-	tw2 = plain_write(dir, buf, n);
 	t0 = now();
 	ret = ret ?: bench_put(s, 2, STORE_COMPRESS, buf, n, refs, 1);
 	tc = now() - t0;
@@ -998,9 +1002,9 @@ static void bench(const char *dir, int mb)
 		store_reader_close(r);
 	tr = now() - t0;
 	result(!ret, "throughput",
-	       "%d MiB: write()+fsync %.0f and %.0f MiB/s; put_page+finish+commit %.0f MiB/s, "
+	       "%d MiB: write()+fsync %.0f MiB/s; put_page+finish+commit %.0f MiB/s, "
 	       "compressed %.0f MiB/s, all duplicates %.0f MiB/s; get_page (zstd) %.0f MiB/s",
-	       mb, mb / tw1, mb / tw2, mb / tp, mb / tc, mb / td, mb / tr);
+	       mb, mb / tw1, mb / tp, mb / tc, mb / td, mb / tr);
 	store_rm(s, "bench", 0, NULL);
 	store_close(s);
 	free(buf);
