@@ -38,7 +38,9 @@ int store_list_jobs(struct store *s, char ***out, int *np)
 		return ret;
 	}
 	while ((de = readdir(d))) {
-		if (!store_valid_name(de->d_name) || de->d_type != DT_DIR)
+		/* some network file systems leave d_type unknown */
+		if (!store_valid_name(de->d_name) ||
+		    (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
 			continue;
 		nv = realloc(v, (n + 1) * sizeof(*v));
 		if (!nv || !(nv[n] = strdup(de->d_name))) {

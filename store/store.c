@@ -167,6 +167,16 @@ out:
 	return ret;
 }
 
+/* some network file systems leave d_type unknown */
+static int is_dir(const struct dirent *de, const char *path)
+{
+	struct stat st;
+
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_DIR;
+	return !lstat(path, &st) && S_ISDIR(st.st_mode);
+}
+
 static int rmtree_quiet(const char *path)
 {
 	char sub[STORE_PATH_MAX];
@@ -187,7 +197,7 @@ static int rmtree_quiet(const char *path)
 			ret = -ENAMETOOLONG;
 			continue;
 		}
-		if (de->d_type == DT_DIR)
+		if (is_dir(de, sub))
 			ret = rmtree_quiet(sub) ?: ret;
 		else if (unlink(sub) && errno != ENOENT)
 			ret = -errno;
