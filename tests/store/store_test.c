@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -810,6 +811,59 @@ static int do_open_dup(void *a)
 	return ret;
 }
 
+/* four writers per generation and a gc --keep 2 running all along: every kept one reads */
+static void t_stress(struct ctx *c)
+{
+	const char *nodes[] = { "s0", "s1", "s2", "s3" };
+	struct image im[4];
+	pid_t gc_pid, pid[4];
+	int g, i, ret = 0, status, changed;
+
+	for (i = 0; i < 4; i++)
+		im[i] = image_new(384, 700000 + i * 100, 9, i & 1);
+	gc_pid = fork();
+	if (gc_pid == 0) {
+		struct store *s;
+
+		if (store_open(scratch, &s))
+			_exit(1);
+		for (;;)
+			store_gc(s, "jobS", 2, STORE_GC_GRACE_DEFAULT, 0, NULL);
+	}
+	for (g = 1; g <= 6 && !ret; g++) {
+		for (i = 0; i < 4; i++) {
+			struct image next = image_change(&im[i], 7, g * 10000 + i * 1000, &changed);
+
+			free(im[i].seeds);
+			im[i] = next;
+			pid[i] = fork();
+			if (pid[i] == 0) {
+				struct store *s;
+
+				if (store_open(scratch, &s))
+					_exit(1);
+				_exit(write_image(s, "jobS", g, nodes[i], &im[i],
+						  (i & 1) ? STORE_COMPRESS : 0, NULL) ? 1 : 0);
+			}
+		}
+		for (i = 0; i < 4; i++)
+			if (waitpid(pid[i], &status, 0) != pid[i] || !WIFEXITED(status) ||
+			    WEXITSTATUS(status))
+				ret = -ECHILD;
+		ret = ret ?: store_commit(c->s, "jobS", g, nodes, 4);
+		for (i = 0; i < 4 && !ret; i++)
+			ret = check_image(c->s, "jobS", g, nodes[i], &im[i]);
+	}
+	kill(gc_pid, SIGKILL);
+	waitpid(gc_pid, &status, 0);
+	ret = ret ?: store_gc(c->s, "jobS", 2, STORE_GC_GRACE_DEFAULT, 0, NULL) ?:
+	      store_verify(c->s, "jobS", 6) ?: store_verify(c->s, "jobS", 5);
+	result(!ret && count_gens(c->s, "jobS") == 2, "stress-writers-and-gc",
+	       "ret %d, %d generations kept", ret, count_gens(c->s, "jobS"));
+	for (i = 0; i < 4; i++)
+		free(im[i].seeds);
+}
+
 /* writers and commits that go wrong, and corrupt indexes and blobs */
 static void t_robust(struct ctx *c)
 {
@@ -1041,6 +1095,7 @@ int main(int argc, char **argv)
 	t_corrupt_everywhere(&c);
 	t_gc_during_write(&c);
 	t_robust(&c);
+	t_stress(&c);
 	t_cli();
 	bench(scratch, argc > 2 ? atoi(argv[2]) : 64);
 	t_enospc();
