@@ -110,7 +110,7 @@ static int capture_one(struct dump_ctx *ctx, Crd__Inventory *inv, size_t *cap,
 	c->size = st.st_size;
 	c->image = inv->n_captured;
 	snprintf(name, sizeof(name), CAPTURE_NAME, c->image);
-	ret = img_pages_create(ctx->dirfd, name, &w);
+	ret = img_pages_create_sw(ctx->dirfd, name, ctx->sw, &w);
 	if (!ret) {
 		ret = copy_into(fd, &w, path);
 		if (!ret && w.len != c->size) {

@@ -19,6 +19,7 @@
 #include "cr-dump.h"
 #include "files.h"
 #include "image.h"
+#include "img-store.h"
 #include "log.h"
 #include "sysv.h"
 #include "util.h"
@@ -237,12 +238,21 @@ static void finish_net_lock(struct dump_ctx *ctx, int ret)
 int cr_dump(const struct dump_opts *opts)
 {
 	struct dump_ctx ctx = { .opts = opts, .dirfd = -1 };
+	struct img_store_dump sd = { };
 	size_t i;
 	int ret;
 
-	ctx.dirfd = img_open_dir(opts->dir);
-	if (ctx.dirfd < 0)
+	if (opts->store) {
+		ret = img_store_dump_begin(opts, &sd);
+		if (ret)
+			return ret;
+		ctx.sw = sd.sw;
+	}
+	ctx.dirfd = img_open_dir(opts->store ? sd.staging : opts->dir);
+	if (ctx.dirfd < 0) {
+		img_store_dump_abort(&sd);
 		return ctx.dirfd;
+	}
 	ret = find_zero_pfn(&ctx.zero_pfn);
 	if (ret)
 		goto out;
@@ -265,6 +275,9 @@ int cr_dump(const struct dump_opts *opts)
 		ret = write_inventory(&ctx);
 	if (!ret)
 		ret = run_action_script(opts->action_script, "post-dump", opts->pid);
+	/* the generation is complete before the tree may go */
+	if (!ret && opts->store)
+		ret = img_store_dump_finish(opts, &sd);
 	if (ret) {
 		pr_err("dump of tree %d failed; it keeps running\n", opts->pid);
 		remove_images(&ctx);
@@ -277,6 +290,8 @@ release:
 	if (ctx.ft)
 		finish_net_lock(&ctx, ret);
 out:
+	if (opts->store)
+		img_store_dump_abort(&sd);
 	if (ctx.ft)
 		file_table_free(ctx.ft);
 	close(ctx.dirfd);

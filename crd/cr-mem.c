@@ -334,7 +334,7 @@ int dump_shmem_fd(struct dump_ctx *ctx, int fd, uint64_t id, const char *what)
 	e->size = st.st_size;
 	e->name = arena_strdup(&ctx->arena, what);
 	img_shmem_name(name, sizeof(name), e->id);
-	ret = e->name ? img_pages_create(ctx->dirfd, name, &w) : -ENOMEM;
+	ret = e->name ? img_pages_create_sw(ctx->dirfd, name, ctx->sw, &w) : -ENOMEM;
 	if (!ret) {
 		ret = copy_shmem(ctx, fd, e, &w, buf);
 		if (!ret)
@@ -575,7 +575,7 @@ int dump_task_mem(struct dump_ctx *ctx, struct dtask *t)
 	}
 	img_pages_name(name, sizeof(name), t->pid);
 	if (!ret)
-		ret = img_pages_create(ctx->dirfd, name, &po->w);
+		ret = img_pages_create_sw(ctx->dirfd, name, ctx->sw, &po->w);
 	if (ret)
 		goto out;
 	if (pthread_create(&po->thread, NULL, writer_fn, po)) {

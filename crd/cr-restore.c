@@ -32,6 +32,7 @@
 #include "cr-restore.h"
 #include "files.h"
 #include "image.h"
+#include "img-store.h"
 #include "log.h"
 #include "netlock.h"
 #include "proc.h"
@@ -764,7 +765,7 @@ static void unlock_net(struct restore_ctx *ctx)
 	ctx->net_locked = false;
 }
 
-int cr_restore(const struct restore_opts *opts)
+static int restore_tree(const struct restore_opts *opts, const char *staging)
 {
 	struct restore_ctx ctx = { .opts = opts };
 	sigset_t all, old;
@@ -786,6 +787,9 @@ int cr_restore(const struct restore_opts *opts)
 		ret = lock_net(&ctx);
 	if (!ret)
 		ret = setup_fds(&ctx);
+	/* every image is read or open by now: staged ones need no room any more */
+	if (staging)
+		img_store_unstage(staging);
 	if (ret) {
 		sysv_undo(&ctx);
 		unlock_net(&ctx);
@@ -840,5 +844,23 @@ out:
 	if (ctx.inv)
 		crd__inventory__free_unpacked(ctx.inv, NULL);
 	close(ctx.dirfd);
+	return ret;
+}
+
+int cr_restore(const struct restore_opts *opts)
+{
+	struct restore_opts o = *opts;
+	char staging[64];
+	int ret;
+
+	if (!opts->store)
+		return restore_tree(opts, NULL);
+	ret = img_store_stage(opts, staging, sizeof(staging));
+	if (ret)
+		return ret;
+	o.dir = staging;
+	ret = restore_tree(&o, staging);
+	/* gone already unless the restore failed before reading everything */
+	img_store_unstage(staging);
 	return ret;
 }

@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include "image.h"
+#include "img-store.h"
 #include "log.h"
 #include "util.h"
 
@@ -28,6 +29,8 @@ static const char *img_type_str(enum img_type t)
 		return "task";
 	case IMG_PAGES:
 		return "pages";
+	case IMG_PAGES_REFS:
+		return "page references";
 	}
 	return "unknown";
 }
@@ -249,9 +252,16 @@ out:
 
 int img_pages_create(int dirfd, const char *name, struct img_pages_writer *w)
 {
+	return img_pages_create_sw(dirfd, name, NULL, w);
+}
+
+int img_pages_create_sw(int dirfd, const char *name, struct store_writer *sw,
+			struct img_pages_writer *w)
+{
 	char tmp[PATH_MAX];
 
 	memset(w, 0, sizeof(*w));
+	w->sw = sw;
 	w->dirfd = dirfd;
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
@@ -283,6 +293,8 @@ int img_pages_write(struct img_pages_writer *w, const void *buf, size_t len)
 	int ret;
 
 	XXH3_64bits_update(w->hash_state, buf, len);
+	if (w->sw)
+		return img_refs_put(w, buf, len);
 	ret = write_all(w->fd, buf, len);
 	if (ret < 0) {
 		pr_err("%s: write failed: %s\n", w->name, strerror(-ret));
@@ -298,6 +310,13 @@ int img_pages_writev(struct img_pages_writer *w, const struct iovec *iov, int cn
 
 	for (i = 0; i < cnt; i++)
 		XXH3_64bits_update(w->hash_state, iov[i].iov_base, iov[i].iov_len);
+	for (i = 0; w->sw && i < cnt; i++) {
+		ret = img_refs_put(w, iov[i].iov_base, iov[i].iov_len);
+		if (ret)
+			return ret;
+	}
+	if (w->sw)
+		return 0;
 	ret = writev_all(w->fd, iov, cnt);
 	if (ret < 0) {
 		pr_err("%s: write failed: %s\n", w->name, strerror(-ret));
@@ -321,11 +340,16 @@ int img_pages_finish(struct img_pages_writer *w)
 	int ret;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", w->name);
+	if (w->sw)
+		ret = img_refs_finish(w, &hdr);
 	/* an image without data still reaches its data offset */
-	if (ftruncate(w->fd, IMG_PAGES_DATA_OFF + w->len) ||
-	    pwrite(w->fd, &hdr, sizeof(hdr), 0) != sizeof(hdr)) {
+	else if (ftruncate(w->fd, IMG_PAGES_DATA_OFF + w->len) ||
+		 pwrite(w->fd, &hdr, sizeof(hdr), 0) != sizeof(hdr))
 		ret = errno ? -errno : -EIO;
-		pr_perror("%s: can't write the header", tmp);
+	else
+		ret = 0;
+	if (ret) {
+		pr_err("%s: can't write the header: %s\n", tmp, strerror(-ret));
 		img_pages_abort(w);
 		return ret;
 	}
@@ -345,6 +369,7 @@ int img_pages_finish(struct img_pages_writer *w)
 	}
 	XXH3_freeState(w->hash_state);
 	w->hash_state = NULL;
+	img_refs_free(w);
 	return 0;
 }
 
@@ -360,6 +385,7 @@ void img_pages_abort(struct img_pages_writer *w)
 	if (w->hash_state)
 		XXH3_freeState(w->hash_state);
 	w->hash_state = NULL;
+	img_refs_free(w);
 }
 
 int img_pages_open(int dirfd, const char *name, uint64_t expect_len)

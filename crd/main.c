@@ -8,6 +8,7 @@
 
 #include "crd.h"
 #include "log.h"
+#include "store.h"
 #include "util.h"
 
 static void usage(FILE *f)
@@ -20,6 +21,11 @@ static void usage(FILE *f)
 		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]... [--shell-job]\n"
 		"           [--keep-net-locked]\n"
 		"  crd net-unlock PID [--netns PATH]\n"
+		"  crd store ls|show|verify|gc|rm ... --store DIR\n"
+		"Images in a store (instead of -D DIR):\n"
+		"  dump:    --store DIR --job ID [--writer NAME] [--generation N] [--compress]\n"
+		"           [--no-commit]\n"
+		"  restore: --store DIR --job ID [--writer NAME] [--generation N]\n"
 		"  crd check\n"
 		"  crd show FILE|DIR\n"
 		"Common options:\n"
@@ -40,6 +46,12 @@ enum {
 	OPT_NETNS,
 	OPT_ACTION_SCRIPT,
 	OPT_EXTERNAL,
+	OPT_STORE,
+	OPT_JOB,
+	OPT_WRITER,
+	OPT_GENERATION,
+	OPT_COMPRESS,
+	OPT_NO_COMMIT,
 };
 
 static const struct option long_opts[] = {
@@ -56,6 +68,12 @@ static const struct option long_opts[] = {
 	{ "netns", required_argument, NULL, OPT_NETNS },
 	{ "action-script", required_argument, NULL, OPT_ACTION_SCRIPT },
 	{ "external", required_argument, NULL, OPT_EXTERNAL },
+	{ "store", required_argument, NULL, OPT_STORE },
+	{ "job", required_argument, NULL, OPT_JOB },
+	{ "writer", required_argument, NULL, OPT_WRITER },
+	{ "generation", required_argument, NULL, OPT_GENERATION },
+	{ "compress", no_argument, NULL, OPT_COMPRESS },
+	{ "no-commit", no_argument, NULL, OPT_NO_COMMIT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "log-file", required_argument, NULL, 'o' },
 	{ "help", no_argument, NULL, 'h' },
@@ -125,6 +143,28 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 			break;
 		case OPT_KEEP_LOCKED:
 			c->dump.keep_net_locked = c->restore.keep_net_locked = true;
+			break;
+		case OPT_STORE:
+			c->dump.store = c->restore.store = optarg;
+			break;
+		case OPT_JOB:
+			c->dump.job = c->restore.job = optarg;
+			break;
+		case OPT_WRITER:
+			c->dump.writer = c->restore.writer = optarg;
+			break;
+		case OPT_GENERATION:
+			if (parse_int(optarg, &val) || val <= 0) {
+				fprintf(stderr, "crd: bad generation '%s'\n", optarg);
+				return -1;
+			}
+			c->dump.generation = c->restore.generation = val;
+			break;
+		case OPT_COMPRESS:
+			c->dump.compress = true;
+			break;
+		case OPT_NO_COMMIT:
+			c->dump.no_commit = true;
 			break;
 		case OPT_EXTERNAL:
 			if (strncmp(optarg, "unix:", 5) || !optarg[5] ||
@@ -197,6 +237,10 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(cmd, "store")) {
+		log_init(LOG_WARN, STDERR_FILENO);
+		return store_cli(argc - 2, argv + 2);
+	}
 	c.dump.capture = c.capture;
 	c.dump.external = c.external;
 	c.restore.remap = c.remap;
@@ -204,14 +248,15 @@ int main(int argc, char **argv)
 		return 2;
 
 	if (!strcmp(cmd, "dump")) {
-		if (!c.dump.pid || !c.dump.dir) {
-			fprintf(stderr, "crd dump: -t PID and -D DIR are required\n");
+		if (!c.dump.pid || (!c.dump.dir == !c.dump.store)) {
+			fprintf(stderr, "crd dump: -t PID and one of -D DIR, --store DIR are "
+				"required\n");
 			return 2;
 		}
 		ret = cr_dump(&c.dump);
 	} else if (!strcmp(cmd, "restore")) {
-		if (!c.restore.dir) {
-			fprintf(stderr, "crd restore: -D DIR is required\n");
+		if (!c.restore.dir == !c.restore.store) {
+			fprintf(stderr, "crd restore: one of -D DIR, --store DIR is required\n");
 			return 2;
 		}
 		ret = cr_restore(&c.restore);

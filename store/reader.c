@@ -213,3 +213,27 @@ int store_get_blob(struct store_reader *r, const char *name, void **bufp, size_t
 	*lenp = b->raw_len;
 	return 0;
 }
+
+int store_reader_nodes(const struct store_reader *r)
+{
+	return r->m.nnodes;
+}
+
+const char *store_reader_node(const struct store_reader *r, int i)
+{
+	return i >= 0 && i < r->m.nnodes ? r->m.nodes[i].name : NULL;
+}
+
+int store_reader_files(const struct store_reader *r)
+{
+	return r->m.nfiles;
+}
+
+const char *store_reader_file(const struct store_reader *r, int i, const char **node)
+{
+	if (i < 0 || i >= r->m.nfiles)
+		return NULL;
+	if (node)
+		*node = store_reader_node(r, r->m.files[i].node);
+	return r->m.files[i].name;
+}

@@ -17,11 +17,14 @@ struct cli {
 	int keep;
 	int force;
 	unsigned grace;
+	const char *writers[64];	/* commit: the generation's writers */
+	int nwriters;
 };
 
 static const char usage[] =
 	"usage: ls [JOB] | show JOB [GEN] | verify JOB [GEN] |\n"
-	"       gc [--keep K] [--force] [--grace SECONDS] [JOB] | rm JOB [GEN]\n"
+	"       gc [--keep K] [--force] [--grace SECONDS] [JOB] | rm JOB [GEN] |\n"
+	"       commit JOB GEN --writer NAME...\n"
 	"       with -S/--store DIR or $CRD_STORE naming the store\n";
 
 static void human(uint64_t n, char *buf, size_t len)
@@ -89,6 +92,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			c->grace = v, i++;
 		else if (!strcmp(a, "--force"))
 			c->force = 1;
+		else if (!strcmp(a, "--writer") && has_val && c->nwriters < 64)
+			c->writers[c->nwriters++] = argv[++i];
 		else if (a[0] != '-' && npos < 2)
 			pos[npos++] = a;
 		else
@@ -243,6 +248,21 @@ static int cmd_rm(struct store *s, const struct cli *c)
 	return ret;
 }
 
+/* the writers of a generation all finished (dump --no-commit): make it visible */
+static int cmd_commit(struct store *s, const struct cli *c)
+{
+	int ret;
+
+	if (!c->gen || !c->nwriters) {
+		fputs(usage, stderr);
+		return -EINVAL;
+	}
+	ret = store_commit(s, c->job, c->gen, c->writers, c->nwriters);
+	if (!ret)
+		printf("job %s generation %" PRIu64 " committed\n", c->job, c->gen);
+	return ret;
+}
+
 int store_cli(int argc, char **argv)
 {
 	static const struct {
@@ -251,7 +271,7 @@ int store_cli(int argc, char **argv)
 		int need_job;
 	} cmds[] = {
 		{ "ls", cmd_ls, 0 }, { "show", cmd_show, 1 }, { "verify", cmd_verify, 1 },
-		{ "gc", cmd_gc, 0 }, { "rm", cmd_rm, 1 },
+		{ "gc", cmd_gc, 0 }, { "rm", cmd_rm, 1 }, { "commit", cmd_commit, 1 },
 	};
 	struct cli c = { 0 };
 	struct store *s;

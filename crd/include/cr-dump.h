@@ -37,6 +37,8 @@ struct dtask {
 	char orig_freezer[256];		/* cgroup freezer path to move back to */
 };
 
+struct store_writer;
+
 struct dump_ctx {
 	const struct dump_opts *opts;
 	struct arena arena;
@@ -54,6 +56,7 @@ struct dump_ctx {
 	size_t nr_sysv;
 	size_t cap_sysv;
 	size_t cap_sems, cap_msgs;	/* of the inventory's semaphore and queue arrays */
+	struct store_writer *sw;	/* --store: where page data goes */
 };
 
 /* cr-freeze.c */

@@ -3,6 +3,7 @@
 #define CRD_CRD_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 enum crd_freezer {
@@ -24,6 +25,13 @@ struct dump_opts {
 	/* node-local directories whose files the tree uses go into the image */
 	const char **capture;
 	int n_capture;
+	/* --store: images go to generation gen (0: the next) of job in the store */
+	const char *store;
+	const char *job;
+	const char *writer;	/* name of this dump in the generation, default tree-PID */
+	uint64_t generation;
+	bool compress;		/* zstd each chunk of pages */
+	bool no_commit;		/* others dump into the same generation: the caller commits */
 };
 
 struct ip_remap {
@@ -41,6 +49,11 @@ struct restore_opts {
 	/* TCP/UDP endpoints on from are restored on to (ranks moved to other nodes) */
 	const struct ip_remap *remap;
 	int n_remap;
+	/* --store: restore from a generation (0: the latest complete) of job */
+	const char *store;
+	const char *job;
+	const char *writer;	/* whose images, when the generation holds several */
+	uint64_t generation;
 };
 
 /* Parse "OLD=NEW" (IPv4 or IPv6 addresses) into r; 0 or -EINVAL. */

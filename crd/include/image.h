@@ -21,6 +21,7 @@ enum img_type {
 	IMG_INVENTORY = 1,
 	IMG_TASK = 2,
 	IMG_PAGES = 3,
+	IMG_PAGES_REFS = 4,	/* a pages image whose data is in the store (img-store.c) */
 };
 
 struct img_hdr {
@@ -57,15 +58,27 @@ int img_read_msg(int dirfd, const char *name, enum img_type type,
 int img_check_file(int dirfd, const char *name, struct img_hdr *hdr);
 
 /* Pages images: streamed writes, hashed on the way. */
+struct store_writer;
+struct store_ref;
+
 struct img_pages_writer {
 	int dirfd;
 	int fd;
 	uint64_t len;
 	void *hash_state;
 	char name[64];
+	/* store mode: pages go to the store, the file keeps their references */
+	struct store_writer *sw;
+	struct store_ref *refs;
+	size_t nrefs, cap_refs;
+	unsigned char *part;	/* a page being filled */
+	size_t plen;
 };
 
 int img_pages_create(int dirfd, const char *name, struct img_pages_writer *w);
+/* The same, the data going to the store writer sw (NULL: into the file). */
+int img_pages_create_sw(int dirfd, const char *name, struct store_writer *sw,
+			struct img_pages_writer *w);
 int img_pages_write(struct img_pages_writer *w, const void *buf, size_t len);
 int img_pages_writev(struct img_pages_writer *w, const struct iovec *iov, int cnt);
 /* Write the header, sync nothing, rename into place. */

@@ -104,6 +104,11 @@ uint64_t store_reader_gen(struct store_reader *r);
 int store_get_blob(struct store_reader *r, const char *name, void **buf, size_t *len);
 int store_get_page(struct store_reader *r, const struct store_ref *ref, void *page);
 void store_reader_close(struct store_reader *r);
+/* the generation's writers, and its blobs (by index; each with its writer's name) */
+int store_reader_nodes(const struct store_reader *r);
+const char *store_reader_node(const struct store_reader *r, int i);
+int store_reader_files(const struct store_reader *r);
+const char *store_reader_file(const struct store_reader *r, int i, const char **node);
 
 /* visible generations of a job, ascending; *out is malloc'ed */
 int store_list_gens(struct store *s, const char *job, struct store_gen_info **out, int *n);
