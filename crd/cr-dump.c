@@ -19,6 +19,7 @@
 #include "cr-dump.h"
 #include "files.h"
 #include "image.h"
+#include "cr-incr.h"
 #include "img-store.h"
 #include "log.h"
 #include "sysv.h"
@@ -93,6 +94,9 @@ static int dump_one_task(struct dump_ctx *ctx, struct dtask *t)
 			return ret;
 	}
 	ret = dump_pending(a, t->pid, true, &te->shared_pending, &te->n_shared_pending);
+	/* the pre-dump's tracker leaves before the fds are looked at */
+	if (!ret && ctx->incr)
+		ret = incr_prepare_task(ctx, t);
 	if (!ret)
 		ret = dump_task_fds(ctx->ft, t->pid, te);
 	if (!ret)
@@ -247,6 +251,7 @@ int cr_dump(const struct dump_opts *opts)
 		if (ret)
 			return ret;
 		ctx.sw = sd.sw;
+		ctx.incr = sd.incr;
 	}
 	ctx.dirfd = img_open_dir(opts->store ? sd.staging : opts->dir);
 	if (ctx.dirfd < 0) {
@@ -267,6 +272,11 @@ int cr_dump(const struct dump_opts *opts)
 	if (ret)
 		goto release;
 	pr_info("frozen %zu processes of tree %d\n", ctx.nr_tasks, opts->pid);
+	if (ctx.tasks[0].zombie) {
+		pr_err("pid %d has exited (a zombie): there is nothing to dump\n", opts->pid);
+		ret = -ESRCH;
+		goto release;
+	}
 	ret = run_action_script(opts->action_script, "post-freeze", opts->pid);
 	for (i = 0; i < ctx.nr_tasks && !ret; i++)
 		if (!ctx.tasks[i].zombie)

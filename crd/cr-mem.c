@@ -28,6 +28,8 @@
 #include "proc.h"
 #include "sysv.h"
 #include "util.h"
+#include "cr-incr.h"
+#include "img-store.h"
 
 #define PME_PRESENT	(1ULL << 63)
 #define PME_SWAP	(1ULL << 62)
@@ -38,10 +40,23 @@
 #define BUF_SIZE	(BUF_PAGES * PAGE_SIZE)
 #define PM_CHUNK	4096			/* pagemap entries read at once */
 
+#define MAX_SEGS	16384
+
+/*
+ * After an incremental pre-dump a buffer mixes pages read now with pages
+ * known by their store reference only: then segs says, in order, which.
+ */
+struct seg {
+	uint32_t data_pages;		/* 0: a reference */
+	struct store_ref ref;
+};
+
 struct pbuf {
 	char *data;
 	size_t len;
 	bool full;
+	struct seg *segs;
+	size_t nsegs;
 };
 
 struct pages_out {
@@ -58,6 +73,25 @@ struct pages_out {
 	size_t cap_runs;
 };
 
+static int write_buf(struct img_pages_writer *w, const struct pbuf *b)
+{
+	const char *p = b->data;
+	size_t i;
+	int ret = 0;
+
+	if (!b->nsegs)
+		return img_pages_write(w, b->data, b->len);
+	for (i = 0; !ret && i < b->nsegs; i++) {
+		if (!b->segs[i].data_pages) {
+			ret = img_refs_put_ref(w, &b->segs[i].ref);
+			continue;
+		}
+		ret = img_pages_write(w, p, b->segs[i].data_pages * PAGE_SIZE);
+		p += b->segs[i].data_pages * PAGE_SIZE;
+	}
+	return ret;
+}
+
 static void *writer_fn(void *arg)
 {
 	struct pages_out *po = arg;
@@ -71,7 +105,7 @@ static void *writer_fn(void *arg)
 			break;
 		pthread_mutex_unlock(&po->lock);
 		if (!po->err) {
-			int ret = img_pages_write(&po->w, po->buf[i].data, po->buf[i].len);
+			int ret = write_buf(&po->w, &po->buf[i]);
 
 			if (ret)
 				po->err = ret;
@@ -79,6 +113,7 @@ static void *writer_fn(void *arg)
 		pthread_mutex_lock(&po->lock);
 		po->buf[i].full = false;
 		po->buf[i].len = 0;
+		po->buf[i].nsegs = 0;
 		pthread_cond_broadcast(&po->cond);
 		i ^= 1;
 	}
@@ -89,7 +124,7 @@ static void *writer_fn(void *arg)
 /* Hand the current buffer to the writer and wait until the other one is free. */
 static int out_flush(struct pages_out *po)
 {
-	if (!po->buf[po->cur].len)
+	if (!po->buf[po->cur].len && !po->buf[po->cur].nsegs)
 		return po->err;
 	pthread_mutex_lock(&po->lock);
 	po->buf[po->cur].full = true;
@@ -157,6 +192,10 @@ static int out_commit(struct pages_out *po, const uint64_t *vaddrs, size_t npage
 		if (add_page(po, vaddrs[i]))
 			return -ENOMEM;
 		b->len += PAGE_SIZE;
+		if (b->nsegs && b->segs[b->nsegs - 1].data_pages)
+			b->segs[b->nsegs - 1].data_pages++;
+		else if (b->nsegs)
+			b->segs[b->nsegs++] = (struct seg){ .data_pages = 1 };
 		po->te->pages_size += PAGE_SIZE;
 	}
 	return 0;
@@ -165,6 +204,28 @@ static int out_commit(struct pages_out *po, const uint64_t *vaddrs, size_t npage
 static size_t out_room(struct pages_out *po)
 {
 	return (BUF_SIZE - po->buf[po->cur].len) / PAGE_SIZE;
+}
+
+/* A page the pre-dump copied and nobody wrote since: its reference only. */
+static int out_ref(struct pages_out *po, uint64_t vaddr, const struct store_ref *ref)
+{
+	struct pbuf *b = &po->buf[po->cur];
+	int ret;
+
+	if (!ref->lo && !ref->hi)
+		return 0;	/* a zero page, like those skipped below */
+	if (b->nsegs + 2 >= MAX_SEGS) {
+		ret = out_flush(po);
+		if (ret)
+			return ret;
+		b = &po->buf[po->cur];
+	}
+	/* the pages already in the buffer become the first segment */
+	if (!b->nsegs && b->len)
+		b->segs[b->nsegs++] = (struct seg){ .data_pages = b->len / PAGE_SIZE };
+	b->segs[b->nsegs++] = (struct seg){ .ref = *ref };
+	po->te->pages_size += PAGE_SIZE;
+	return add_page(po, vaddr);
 }
 
 struct mem_reader {
@@ -223,7 +284,8 @@ static int read_batch(struct pages_out *po, struct mem_reader *mr, size_t n, boo
 	return out_commit(po, mr->vaddrs, n);
 }
 
-static int dump_private_vma(struct pages_out *po, struct mem_reader *mr, Crd__VmaEntry *v)
+static int dump_private_vma(struct pages_out *po, struct mem_reader *mr, Crd__VmaEntry *v,
+			    struct incr_task *it)
 {
 	uint64_t *pm = mr->pm;
 	bool readable = v->prot & PROT_READ;
@@ -243,8 +305,21 @@ static int dump_private_vma(struct pages_out *po, struct mem_reader *mr, Crd__Vm
 			return -EIO;
 		}
 		for (i = 0; i < cnt; i++, addr += PAGE_SIZE) {
+			const struct store_ref *ref = it ? incr_unchanged(it, addr) : NULL;
 			uint64_t e = pm[i];
 
+			if (ref) {
+				/* the pages before it go first: the order is the image's */
+				ret = read_batch(po, mr, n, readable);
+				n = 0;
+				if (!ret && !out_room(po))
+					ret = out_flush(po);
+				if (!ret)
+					ret = out_ref(po, addr, ref);
+				if (ret)
+					return ret;
+				continue;
+			}
 			if (!(e & PME_SWAP) &&
 			    (!(e & PME_PRESENT) || (e & PME_FILE) ||
 			     (e & PME_PFN_MASK) == mr->zero_pfn))
@@ -532,8 +607,13 @@ static int write_pages(struct dump_ctx *ctx, struct dtask *t, struct pages_out *
 
 		if (v->has_shmid)
 			ret = dump_shmem(ctx, t->pid, v);
-		if (!ret && vma_has_pages(v))
-			ret = dump_private_vma(po, mr, v);
+		if (!ret && vma_has_pages(v)) {
+			struct incr_task *it = ctx->incr ? incr_find(ctx->incr, t->pid) : NULL;
+
+			if (it && !incr_covers(it, v->start, v->end))
+				it = NULL;
+			ret = dump_private_vma(po, mr, v, it);
+		}
 	}
 	if (!ret)
 		ret = out_flush(po);
@@ -572,6 +652,8 @@ int dump_task_mem(struct dump_ctx *ctx, struct dtask *t)
 			po->buf[i].data = NULL;
 			ret = -ENOMEM;
 		}
+		if (ctx->incr && !(po->buf[i].segs = calloc(MAX_SEGS, sizeof(struct seg))))
+			ret = -ENOMEM;
 	}
 	img_pages_name(name, sizeof(name), t->pid);
 	if (!ret)
@@ -596,9 +678,11 @@ int dump_task_mem(struct dump_ctx *ctx, struct dtask *t)
 	else
 		img_pages_abort(&po->w);
 out:
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 2; i++) {
 		if (po->buf[i].data)
 			munmap(po->buf[i].data, BUF_SIZE);
+		free(po->buf[i].segs);
+	}
 	free(po);
 	return ret;
 }

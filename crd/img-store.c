@@ -20,7 +20,7 @@
 
 struct refs_head {
 	uint64_t len;		/* bytes of data the references stand for */
-	uint64_t hash;		/* XXH3_64 of that data: the pages image's own checksum */
+	uint64_t reserved;	/* the pages' own hashes check them: no checksum of all */
 };
 
 static int put_page(struct img_pages_writer *w, const void *page)
@@ -79,9 +79,32 @@ int img_refs_put(struct img_pages_writer *w, const void *buf, size_t len)
 	return 0;
 }
 
+int img_refs_put_ref(struct img_pages_writer *w, const struct store_ref *ref)
+{
+	int ret;
+
+	if (w->plen)
+		return -EINVAL;	/* only whole pages come by reference */
+	if (w->nrefs == w->cap_refs) {
+		size_t cap = w->cap_refs ? w->cap_refs * 2 : 1024;
+		struct store_ref *r = realloc(w->refs, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		w->refs = r;
+		w->cap_refs = cap;
+	}
+	ret = store_put_ref(w->sw, ref);
+	if (ret)
+		return ret;
+	w->refs[w->nrefs++] = *ref;
+	w->len += PAGE_SIZE;
+	return 0;
+}
+
 int img_refs_finish(struct img_pages_writer *w, const struct img_hdr *data_hdr)
 {
-	struct refs_head rh = { data_hdr->payload_len, data_hdr->payload_hash };
+	struct refs_head rh = { data_hdr->payload_len, 0 };
 	struct img_hdr hdr = *data_hdr;
 	XXH3_state_t *st = XXH3_createState();
 	int ret = 0;
@@ -120,6 +143,44 @@ void img_refs_free(struct img_pages_writer *w)
 
 /* ------------------------------------------------------------------ dump */
 
+/* Is there a pre-dump of this writer in generation gen?  Its state file into path. */
+static bool pre_dump_map(const struct dump_opts *o, struct img_store_dump *d, uint64_t gen,
+			 char *path, size_t len)
+{
+	char p[PATH_MAX];
+
+	snprintf(d->pre, sizeof(d->pre), "%s.pre", d->writer);
+	snprintf(p, sizeof(p), "%s/jobs/%s/gen-%llu.partial/%s.map", o->store, o->job,
+		 (unsigned long long)gen, d->pre);
+	if (path)
+		snprintf(path, len, "%s", p);
+	return !access(p, R_OK);
+}
+
+/* Take over the pre-dump's pages and what it knows of them. */
+static int follow_pre_dump(const struct dump_opts *o, struct img_store_dump *d)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (!pre_dump_map(o, d, d->gen, path, sizeof(path))) {
+		d->pre[0] = '\0';
+		return 0;
+	}
+	d->incr = calloc(1, sizeof(*d->incr));
+	if (!d->incr)
+		return -ENOMEM;
+	ret = store_writer_adopt(d->sw, d->pre);
+	if (!ret)
+		ret = incr_load(path, d->incr);
+	if (!ret) {
+		unlink(path);	/* used once: its trackers leave the processes now */
+		pr_info("generation %llu follows the pre-dump %s\n", (unsigned long long)d->gen,
+			d->pre);
+	}
+	return ret;
+}
+
 int img_store_dump_begin(const struct dump_opts *o, struct img_store_dump *d)
 {
 	int ret;
@@ -139,12 +200,20 @@ int img_store_dump_begin(const struct dump_opts *o, struct img_store_dump *d)
 	d->gen = o->generation;
 	if (!d->gen)
 		ret = store_next_gen(d->st, o->job, &d->gen);
+	/* a pre-dump of this tree started the newest generation: finish that one */
+	if (!ret && !o->generation && d->gen > 1 && pre_dump_map(o, d, d->gen - 1, NULL, 0))
+		d->gen--;
 	if (!ret)
 		ret = store_writer_begin(d->st, o->job, d->gen, d->writer,
 					 o->compress ? STORE_COMPRESS : 0, &d->sw);
 	if (ret) {
 		pr_err("store %s, job %s: can't start generation %llu: %s\n", o->store, o->job,
 		       (unsigned long long)d->gen, strerror(-ret));
+		img_store_dump_abort(d);
+		return ret;
+	}
+	ret = follow_pre_dump(o, d);
+	if (ret) {
 		img_store_dump_abort(d);
 		return ret;
 	}
@@ -199,7 +268,7 @@ static int put_staging(struct img_store_dump *d)
 
 int img_store_dump_finish(const struct dump_opts *o, struct img_store_dump *d)
 {
-	const char *nodes[1] = { d->writer };
+	const char *nodes[2] = { d->writer, d->pre };
 	int ret;
 
 	ret = put_staging(d);
@@ -210,23 +279,30 @@ int img_store_dump_finish(const struct dump_opts *o, struct img_store_dump *d)
 	ret = store_writer_finish(d->sw);
 	d->sw = NULL;
 	if (!ret && !o->no_commit)
-		ret = store_commit(d->st, o->job, d->gen, nodes, 1);
+		ret = store_commit(d->st, o->job, d->gen, nodes, d->pre[0] ? 2 : 1);
 	if (ret)
 		pr_err("store %s, job %s: generation %llu not committed: %s\n", o->store, o->job,
 		       (unsigned long long)d->gen, strerror(-ret));
 	else
-		printf("generation %llu%s\n", (unsigned long long)d->gen,
-		       o->no_commit ? " (written, not committed)" : "");
+		printf("generation %llu%s%s%s\n", (unsigned long long)d->gen,
+		       o->no_commit ? " (written, not committed)" : "",
+		       d->pre[0] ? ", after the pre-dump " : "", d->pre);
 	fflush(stdout);
 	img_store_unstage(d->staging);
 	d->staging[0] = '\0';
 	store_close(d->st);
 	d->st = NULL;
+	img_store_dump_abort(d);	/* what is left: the pre-dump state */
 	return ret;
 }
 
 void img_store_dump_abort(struct img_store_dump *d)
 {
+	if (d->incr) {
+		incr_free(d->incr);
+		free(d->incr);
+		d->incr = NULL;
+	}
 	if (d->sw)
 		store_writer_abort(d->sw);
 	d->sw = NULL;
@@ -248,6 +324,7 @@ static int unfold_refs(struct store_reader *r, int fd, const char *name, const c
 	struct img_hdr out;
 	struct refs_head rh;
 	const struct store_ref *refs;
+	XXH3_state_t *st;
 	char *pages;
 	size_t n, i, done = 0;
 	int ret = 0;
@@ -269,12 +346,15 @@ static int unfold_refs(struct store_reader *r, int fd, const char *name, const c
 	out.type = IMG_PAGES;
 	out.data_off = IMG_PAGES_DATA_OFF;
 	out.payload_len = rh.len;
-	out.payload_hash = rh.hash;
 	pages = malloc(STAGE_BUF);
-	if (!pages)
+	st = XXH3_createState();
+	if (!pages || !st) {
+		free(pages);
+		XXH3_freeState(st);
 		return -ENOMEM;
-	if (pwrite(fd, &out, sizeof(out), 0) != sizeof(out) ||
-	    ftruncate(fd, IMG_PAGES_DATA_OFF + rh.len))
+	}
+	XXH3_64bits_reset(st);
+	if (ftruncate(fd, IMG_PAGES_DATA_OFF + rh.len))
 		ret = -errno;
 	for (i = 0; !ret && i < n; i += STAGE_BUF / PAGE_SIZE) {
 		size_t k, cnt = n - i < STAGE_BUF / PAGE_SIZE ? n - i : STAGE_BUF / PAGE_SIZE;
@@ -286,8 +366,14 @@ static int unfold_refs(struct store_reader *r, int fd, const char *name, const c
 			bytes = rh.len - done;
 		if (!ret && pwrite(fd, pages, bytes, IMG_PAGES_DATA_OFF + done) != (ssize_t)bytes)
 			ret = -errno;
+		XXH3_64bits_update(st, pages, bytes);
 		done += bytes;
 	}
+	/* the store checked every page; the image gets its checksum as if written whole */
+	out.payload_hash = XXH3_64bits_digest(st);
+	if (!ret && pwrite(fd, &out, sizeof(out), 0) != sizeof(out))
+		ret = -errno;
+	XXH3_freeState(st);
 	free(pages);
 	if (ret)
 		pr_err("%s: can't rebuild it from the store: %s\n", name, strerror(-ret));
@@ -324,9 +410,17 @@ static int stage_file(struct store_reader *r, int dirfd, const char *blob, const
 }
 
 /* The writer whose images to restore: the one named, or the only one. */
+static bool is_pre(const char *w)
+{
+	size_t n = strlen(w);
+
+	return n > 4 && !strcmp(w + n - 4, ".pre");
+}
+
 static const char *pick_writer(const struct restore_opts *o, struct store_reader *r)
 {
-	int i, n = store_reader_nodes(r);
+	int i, m, n = store_reader_nodes(r);
+	const char *only = NULL;
 
 	if (o->writer) {
 		for (i = 0; i < n; i++)
@@ -336,10 +430,14 @@ static const char *pick_writer(const struct restore_opts *o, struct store_reader
 		       (unsigned long long)store_reader_gen(r), o->writer);
 		return NULL;
 	}
-	if (n == 1)
-		return store_reader_node(r, 0);
+	/* a pre-dump's writer holds pages, not a tree */
+	for (i = 0, m = 0; i < n; i++)
+		if (!is_pre(store_reader_node(r, i)))
+			m++, only = store_reader_node(r, i);
+	if (m == 1)
+		return only;
 	pr_err("job %s generation %llu holds %d trees: name one with --writer\n", o->job,
-	       (unsigned long long)store_reader_gen(r), n);
+	       (unsigned long long)store_reader_gen(r), m);
 	return NULL;
 }
 

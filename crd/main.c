@@ -21,6 +21,7 @@ static void usage(FILE *f)
 		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]... [--shell-job]\n"
 		"           [--keep-net-locked]\n"
 		"  crd net-unlock PID [--netns PATH]\n"
+		"  crd pre-dump -t PID --store DIR --job ID [--writer NAME] [--compress]\n"
 		"  crd store ls|show|verify|gc|rm ... --store DIR\n"
 		"Images in a store (instead of -D DIR):\n"
 		"  dump:    --store DIR --job ID [--writer NAME] [--generation N] [--compress]\n"
@@ -254,6 +255,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		ret = cr_dump(&c.dump);
+	} else if (!strcmp(cmd, "pre-dump")) {
+		if (!c.dump.pid || !c.dump.store) {
+			fprintf(stderr, "crd pre-dump: -t PID and --store DIR are required\n");
+			return 2;
+		}
+		ret = cr_pre_dump(&c.dump);
 	} else if (!strcmp(cmd, "restore")) {
 		if (!c.restore.dir == !c.restore.store) {
 			fprintf(stderr, "crd restore: one of -D DIR, --store DIR is required\n");

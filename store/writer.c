@@ -421,3 +421,47 @@ void store_writer_abort(struct store_writer *w)
 		rmdir(w->dir);
 	writer_free(w);
 }
+
+int store_put_ref(struct store_writer *w, const struct store_ref *ref)
+{
+	struct store_loc *l;
+
+	if (w->err)
+		return w->err;
+	w->st.pages++;
+	w->st.logical += STORE_PAGE_SIZE;
+	if (!ref->lo && !ref->hi) {
+		w->st.zero_pages++;
+		return 0;
+	}
+	l = reftab_find(&w->tab, ref->lo, ref->hi);
+	if (!l) {
+		pr_err("store: job %s gen %llu node %s: page %016llx%016llx is not known\n",
+		       w->job, (unsigned long long)w->gen, w->node, (unsigned long long)ref->hi,
+		       (unsigned long long)ref->lo);
+		return -ENOENT;
+	}
+	l->flags |= LOC_USED;
+	return 0;
+}
+
+int store_writer_adopt(struct store_writer *w, const char *node)
+{
+	char path[STORE_PATH_MAX];
+	int ret;
+
+	if (!store_valid_name(node))
+		return -EINVAL;
+	ret = store_path(path, "%s/%s.idx", w->dir, node);
+	if (!ret)
+		ret = idx_load(path, &w->tab, &w->packs, NULL, 0);
+	if (ret)
+		pr_err("store: job %s gen %llu: can't take over the pages of %s: %s\n", w->job,
+		       (unsigned long long)w->gen, node, strerror(-ret));
+	return ret;
+}
+
+const char *store_writer_dir(const struct store_writer *w)
+{
+	return w->dir;
+}

@@ -253,8 +253,40 @@ def two_writers_one_generation(env):
         b.kill()
 
 
+def pre_dump_incremental(env):
+    """pre-dump while the tree runs, writes go on, then the final dump writes only what was
+    written since; pre-dump and final dump twice in a row; every generation restores"""
+    store = os.path.join(env.tmpdir, "store")
+    os.mkdir(store)
+    m = Memgen(env, 96, 3)
+    try:
+        for g in (1, 2):
+            r = crd(env, "pre-dump", "-t", str(m.pid), *store_args(store))
+            assert r.code == 0 and "pages copied" in r.out, f"pre-dump failed: {r.out}"
+            m.mutate()
+            r = crd(env, "dump", "-t", str(m.pid), *store_args(store), "--leave-running", "-v")
+            assert r.code == 0 and f"generation {g}, after the pre-dump" in r.out, \
+                f"dump after the pre-dump: {r.out}"
+            written = re.search(r"(\d+) ranges written since the pre-dump", r.out)
+            assert written and int(written.group(1)) > 0, f"no writes seen: {r.out}"
+            fds = os.listdir(f"/proc/{m.pid}/fd")
+            assert not [f for f in fds if "userfaultfd" in os.readlink(f"/proc/{m.pid}/fd/{f}")], \
+                "the tracker stayed in the process"
+        r = crd(env, "store", "verify", "j", "2", "--store", store)
+        assert r.code == 0, f"verify: {r.out}"
+        m.kill()
+        for g in (1, 2):
+            r = crd(env, "restore", *store_args(store), "--generation", str(g), "--detach")
+            assert r.code == 0, f"restore of generation {g} failed: {r.out}"
+            m.verify(g)
+            m.gone()
+    finally:
+        m.kill()
+
+
 CASES = [("generations-restore-exactly", generations_restore_exactly),
          ("corrupt-pack-refused", corrupt_pack_refused),
          ("dumper-killed", dumper_killed),
          ("store-full", store_full),
-         ("two-writers-one-generation", two_writers_one_generation)]
+         ("two-writers-one-generation", two_writers_one_generation),
+         ("pre-dump-incremental", pre_dump_incremental)]

@@ -38,6 +38,7 @@ struct dtask {
 };
 
 struct store_writer;
+struct incr_state;
 
 struct dump_ctx {
 	const struct dump_opts *opts;
@@ -57,6 +58,7 @@ struct dump_ctx {
 	size_t cap_sysv;
 	size_t cap_sems, cap_msgs;	/* of the inventory's semaphore and queue arrays */
 	struct store_writer *sw;	/* --store: where page data goes */
+	struct incr_state *incr;	/* after a pre-dump: what it copied */
 };
 
 /* cr-freeze.c */

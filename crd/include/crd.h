@@ -61,6 +61,12 @@ int ip_remap_parse(const char *s, struct ip_remap *r);
 
 /* Each returns 0 or -errno, after logging what went wrong. */
 int cr_dump(const struct dump_opts *opts);
+/*
+ * Copy the tree's memory into the store (store, job, writer, compress) while
+ * it runs, tracking what it writes from then on; the next cr_dump into the
+ * store writes only that.
+ */
+int cr_pre_dump(const struct dump_opts *opts);
 /* Without detach: waits for the root and returns its exit status (>= 0). */
 int cr_restore(const struct restore_opts *opts);
 int cr_check(void);

@@ -13,12 +13,15 @@
 
 #include "crd.h"
 #include "image.h"
+#include "cr-incr.h"
 
 struct store;
 struct store_writer;
 
 /* pages writer, store mode (image.c) */
 int img_refs_put(struct img_pages_writer *w, const void *buf, size_t len);
+/* a page by its reference (the store knows it): the data is not at hand */
+int img_refs_put_ref(struct img_pages_writer *w, const struct store_ref *ref);
 int img_refs_finish(struct img_pages_writer *w, const struct img_hdr *data_hdr);
 void img_refs_free(struct img_pages_writer *w);
 
@@ -27,7 +30,9 @@ struct img_store_dump {
 	struct store_writer *sw;
 	uint64_t gen;
 	char writer[64];
+	char pre[72];		/* the pre-dump's writer, when this dump follows one */
 	char staging[64];
+	struct incr_state *incr;
 };
 
 /* Open the store and a writer of the generation; staging gets the image dir. */

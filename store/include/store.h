@@ -82,6 +82,15 @@ int store_writer_begin(struct store *s, const char *job, uint64_t gen, const cha
 int store_put_page(struct store_writer *w, const void *page, struct store_ref *ref);
 int store_put_blob(struct store_writer *w, const char *name, const void *buf, size_t len);
 void store_writer_stats(const struct store_writer *w, struct store_writer_stats *st);
+/* Reference a page the writer knows (earlier generations, adopted writers); -ENOENT if not. */
+int store_put_ref(struct store_writer *w, const struct store_ref *ref);
+/*
+ * Take over what another writer of the same generation finished (a pre-dump):
+ * its pages are known from now on; commit then names both writers.
+ */
+int store_writer_adopt(struct store_writer *w, const char *node);
+/* the generation's directory while it is partial (for a writer's side files) */
+const char *store_writer_dir(const struct store_writer *w);
 /*
  * fsync the pack and the index, then write NODE.done.  The writer is freed
  * either way; on failure what it wrote is removed, as by store_writer_abort().
