@@ -243,6 +243,7 @@ int cr_dump(const struct dump_opts *opts)
 {
 	struct dump_ctx ctx = { .opts = opts, .dirfd = -1 };
 	struct img_store_dump sd = { };
+	struct timespec t0, t1;
 	size_t i;
 	int ret;
 
@@ -267,6 +268,7 @@ int cr_dump(const struct dump_opts *opts)
 		goto out;
 	}
 	file_table_set_shell_job(ctx.ft, opts->shell_job);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	file_table_set_external(ctx.ft, opts->external, opts->n_external);
 	ret = freeze_tree(&ctx);
 	if (ret)
@@ -285,8 +287,8 @@ int cr_dump(const struct dump_opts *opts)
 		ret = write_inventory(&ctx);
 	if (!ret)
 		ret = run_action_script(opts->action_script, "post-dump", opts->pid);
-	/* the generation is complete before the tree may go */
-	if (!ret && opts->store)
+	/* a tree that dies with the dump goes only once its generation is safe */
+	if (!ret && opts->store && !opts->leave_running)
 		ret = img_store_dump_finish(opts, &sd);
 	if (ret) {
 		pr_err("dump of tree %d failed; it keeps running\n", opts->pid);
@@ -297,6 +299,12 @@ release:
 	if (ctx.ft && (ret || opts->leave_running))
 		file_table_close_sockets(ctx.ft, true);
 	release_tree(&ctx, !ret && !opts->leave_running);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pr_info("tree %d was frozen for %.3f s\n", opts->pid,
+		(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	/* one that runs on need not wait for the fsyncs and the commit */
+	if (!ret && opts->store && opts->leave_running)
+		ret = img_store_dump_finish(opts, &sd);
 	if (ctx.ft)
 		finish_net_lock(&ctx, ret);
 out:

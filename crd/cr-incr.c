@@ -525,26 +525,40 @@ int incr_prepare_task(struct dump_ctx *ctx, struct dtask *dt)
 	return ret;
 }
 
-static bool in_ranges(const struct incr_range *r, size_t n, size_t *pos, uint64_t addr)
+/* Binary searches: lookups come page by page, but across VMAs in any order. */
+static bool in_ranges(const struct incr_range *r, size_t n, uint64_t addr)
 {
-	/* lookups come in increasing order per VMA; restart when they go back */
-	if (*pos < n && r[*pos].start > addr)
-		*pos = 0;
-	while (*pos < n && r[*pos].end <= addr)
-		(*pos)++;
-	return *pos < n && r[*pos].start <= addr;
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (r[mid].end <= addr)
+			lo = mid + 1;
+		else if (r[mid].start > addr)
+			hi = mid;
+		else
+			return true;
+	}
+	return false;
 }
 
 const struct store_ref *incr_unchanged(struct incr_task *t, uint64_t addr)
 {
-	if (!t->n || in_ranges(t->written, t->nwritten, &t->wpos, addr))
+	size_t lo = 0, hi = t->n;
+
+	if (!t->n || in_ranges(t->written, t->nwritten, addr))
 		return NULL;
-	if (t->ppos < t->n && t->vaddrs[t->ppos] > addr)
-		t->ppos = 0;
-	while (t->ppos < t->n && t->vaddrs[t->ppos] < addr)
-		t->ppos++;
-	if (t->ppos < t->n && t->vaddrs[t->ppos] == addr)
-		return &t->refs[t->ppos];
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (t->vaddrs[mid] < addr)
+			lo = mid + 1;
+		else if (t->vaddrs[mid] > addr)
+			hi = mid;
+		else
+			return &t->refs[mid];
+	}
 	return NULL;
 }
 

@@ -175,6 +175,15 @@ static int follow_pre_dump(const struct dump_opts *o, struct img_store_dump *d)
 		ret = incr_load(path, d->incr);
 	if (!ret) {
 		unlink(path);	/* used once: its trackers leave the processes now */
+		/*
+		 * Our index will list every page of the pre-dump we use, in its
+		 * pack: the pre-dump's own index is not needed by anyone now, and
+		 * the generation is committed with our name only.
+		 */
+		snprintf(path, sizeof(path), "%s/%s.idx", store_writer_dir(d->sw), d->pre);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/%s.done", store_writer_dir(d->sw), d->pre);
+		unlink(path);
 		pr_info("generation %llu follows the pre-dump %s\n", (unsigned long long)d->gen,
 			d->pre);
 	}
@@ -268,7 +277,7 @@ static int put_staging(struct img_store_dump *d)
 
 int img_store_dump_finish(const struct dump_opts *o, struct img_store_dump *d)
 {
-	const char *nodes[2] = { d->writer, d->pre };
+	const char *nodes[1] = { d->writer };
 	int ret;
 
 	ret = put_staging(d);
@@ -279,7 +288,7 @@ int img_store_dump_finish(const struct dump_opts *o, struct img_store_dump *d)
 	ret = store_writer_finish(d->sw);
 	d->sw = NULL;
 	if (!ret && !o->no_commit)
-		ret = store_commit(d->st, o->job, d->gen, nodes, d->pre[0] ? 2 : 1);
+		ret = store_commit(d->st, o->job, d->gen, nodes, 1);
 	if (ret)
 		pr_err("store %s, job %s: generation %llu not committed: %s\n", o->store, o->job,
 		       (unsigned long long)d->gen, strerror(-ret));

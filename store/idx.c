@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -193,6 +194,61 @@ static int idx_build(struct bbuf *b, const struct ref_table *t, const struct pac
 	return bb_put(b, &sum, sizeof(sum));
 }
 
+/*
+ * An index is written zstd-compressed: half of each entry (offsets, pack
+ * numbers, lengths) compresses well, and every generation lists every page
+ * it references, so this is most of a small generation's cost.
+ */
+#define IDX_Z_MAGIC	"CRSTIDZ1"
+
+struct idx_z_hdr {
+	char magic[8];
+	uint64_t raw_len;
+};
+
+static int compress_idx(struct bbuf *b)
+{
+	size_t cap = ZSTD_compressBound(b->len) + sizeof(struct idx_z_hdr), n;
+	struct idx_z_hdr h = { .raw_len = b->len };
+	char *z = malloc(cap);
+
+	if (!z)
+		return -ENOMEM;
+	memcpy(h.magic, IDX_Z_MAGIC, 8);
+	n = ZSTD_compress(z + sizeof(h), cap - sizeof(h), b->p, b->len, 3);
+	if (ZSTD_isError(n)) {
+		free(z);
+		return -EIO;
+	}
+	memcpy(z, &h, sizeof(h));
+	free(b->p);
+	b->p = z;
+	b->len = n + sizeof(h);
+	return 0;
+}
+
+static int decompress_idx(char **buf, size_t *len)
+{
+	struct idx_z_hdr h;
+	char *raw;
+	size_t n;
+
+	if (*len < sizeof(h) || memcmp(*buf, IDX_Z_MAGIC, 8))
+		return 0;
+	memcpy(&h, *buf, sizeof(h));
+	if (h.raw_len > (1ULL << 40) || !(raw = malloc(h.raw_len ? h.raw_len : 1)))
+		return -EBADMSG;
+	n = ZSTD_decompress(raw, h.raw_len, *buf + sizeof(h), *len - sizeof(h));
+	if (ZSTD_isError(n) || n != h.raw_len) {
+		free(raw);
+		return -EBADMSG;
+	}
+	free(*buf);
+	*buf = raw;
+	*len = n;
+	return 0;
+}
+
 int idx_write(const char *path, const struct ref_table *t, const struct pack_set *packs,
 	      const int *map, const struct blob_list *blobs)
 {
@@ -200,6 +256,8 @@ int idx_write(const char *path, const struct ref_table *t, const struct pack_set
 	int fd, ret;
 
 	ret = idx_build(&b, t, packs, map, blobs);
+	if (!ret)
+		ret = compress_idx(&b);
 	if (ret) {
 		pr_err("store: %s: out of memory\n", path);
 		goto out;
@@ -375,7 +433,9 @@ int idx_load(const char *path, struct ref_table *t, struct pack_set *packs,
 		pr_err("store: can't read %s: %s\n", path, strerror(-ret));
 		return ret;
 	}
-	ret = idx_parse(buf, len, t, packs, blobs, extra_flags);
+	ret = decompress_idx(&buf, &len);
+	if (!ret)
+		ret = idx_parse(buf, len, t, packs, blobs, extra_flags);
 	free(buf);
 	if (ret == -EBADMSG)
 		pr_err("store: %s: corrupt index (bad checksum or structure)\n", path);

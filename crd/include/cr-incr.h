@@ -31,10 +31,9 @@ struct incr_task {
 	uint64_t *vaddrs;		/* pages copied by the pre-dump, sorted */
 	struct store_ref *refs;
 	uint64_t n, cap;
-	/* final dump: written since the pre-dump (sorted), and where lookups are */
+	/* final dump: written since the pre-dump, sorted */
 	struct incr_range *written;
 	size_t nwritten;
-	size_t wpos, ppos;
 };
 
 struct incr_state {
