@@ -47,6 +47,8 @@ static int on_diag_msg(struct nl_msg *msg, void *arg)
 		u->peer = nla_get_u32(tb[UNIX_DIAG_PEER]);
 	if (tb[UNIX_DIAG_SHUTDOWN])
 		u->shutdown = nla_get_u8(tb[UNIX_DIAG_SHUTDOWN]);
+	if (tb[UNIX_DIAG_VFS])
+		u->vfs_ino = ((struct unix_diag_vfs *)nla_data(tb[UNIX_DIAG_VFS]))->udiag_vfs_ino;
 	if (tb[UNIX_DIAG_RQLEN])
 		u->rqlen = ((struct unix_diag_rqlen *)nla_data(tb[UNIX_DIAG_RQLEN]))->udiag_rqueue;
 	if (tb[UNIX_DIAG_NAME]) {
@@ -68,7 +70,8 @@ static int unix_load(struct unix_table *t)
 	struct unix_diag_req req = {
 		.sdiag_family = AF_UNIX,
 		.udiag_states = ~0U,
-		.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN,
+		.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN |
+			      UDIAG_SHOW_VFS,
 	};
 	struct nl_sock *sk = nl_socket_alloc();
 	int ret;
@@ -200,6 +203,35 @@ out:
 	return ret;
 }
 
+/*
+ * sock_diag gives a name as it was bound; a relative one is found again from
+ * the process's cwd, where its socket file must be (same inode).
+ */
+static int absolute_name(struct arena *a, pid_t pid, int fd, const struct unix_diag_info *u,
+			 Crd__UnixSkEntry *e)
+{
+	char path[PATH_MAX + 128], cwd[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+
+	if (u->name[0] == '/' || u->name[0] == '@')
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/cwd", pid);
+	n = readlink(path, cwd, sizeof(cwd) - 1);
+	if (n > 0) {
+		cwd[n] = '\0';
+		snprintf(path, sizeof(path), "%s/%s", cwd, u->name);
+	}
+	if (n <= 0 || stat(path, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != u->vfs_ino) {
+		pr_err("pid %d fd %d: UNIX socket bound to the relative name %s, which is not "
+		       "its socket file seen from the process's cwd: not supported\n", pid, fd,
+		       u->name);
+		return -ENOTSUP;
+	}
+	e->name = arena_strdup(a, path);
+	return e->name ? 0 : -ENOMEM;
+}
+
 int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint32_t ino,
 		 Crd__UnixSkEntry *e)
 {
@@ -215,13 +247,12 @@ int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint3
 		if (!e->name)
 			return -ENOMEM;
 	}
+	if (u->name[0] && (u->state == TCP_LISTEN || (u->type == SOCK_DGRAM && !u->peer))) {
+		ret = absolute_name(a, pid, fd, u, e);
+		if (ret)
+			return ret;
+	}
 	if (u->state == TCP_LISTEN && u->name[0]) {
-		/* sock_diag gives the name as bound: relative to a cwd we don't know */
-		if (u->name[0] != '/' && u->name[0] != '@') {
-			pr_err("pid %d fd %d: UNIX listener bound to the relative name %s: not "
-			       "supported yet\n", pid, fd, u->name);
-			return -ENOTSUP;
-		}
 		if (u->rqlen) {
 			pr_err("pid %d fd %d: UNIX listener %s has %u connections waiting to be "
 			       "accepted: not supported yet\n", pid, fd, u->name, u->rqlen);
@@ -231,11 +262,6 @@ int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint3
 		return 0;
 	}
 	if (u->type == SOCK_DGRAM && !u->peer) {
-		if (u->name[0] && u->name[0] != '/' && u->name[0] != '@') {
-			pr_err("pid %d fd %d: UNIX datagram socket bound to the relative name %s: "
-			       "not supported yet\n", pid, fd, u->name);
-			return -ENOTSUP;
-		}
 		e->has_unconnected = e->unconnected = true;
 		sk = task_fd_dup(pid, fd);
 		if (sk < 0)

@@ -16,6 +16,7 @@ struct unix_diag_info {
 	uint32_t peer;
 	uint32_t shutdown;
 	uint32_t rqlen;		/* listeners: connections waiting in the accept queue */
+	uint32_t vfs_ino;	/* bound to a path: its socket file's inode */
 	char name[108];		/* "" for unnamed sockets */
 	struct unix_diag_info *next;
 };

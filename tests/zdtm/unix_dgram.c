@@ -1,9 +1,10 @@
 /*
  * UNIX datagram servers: one bound to a path, one to an abstract name, each
  * with messages queued from a child's client connected to it, and an unnamed
- * unconnected socket that sends with sendto.  After restore the queued
- * messages arrive in order with their boundaries, and the connected client
- * and the unnamed sender still reach the servers.
+ * unconnected socket that sends with sendto; a stream listener bound to a
+ * relative name.  After restore the queued messages arrive in order with
+ * their boundaries, the connected client and the unnamed sender still reach
+ * the servers, and the listener accepts at its name.
  */
 #include <signal.h>
 #include <stddef.h>
@@ -45,6 +46,16 @@ static int client(const char *name)
 	return sk;
 }
 
+static int client_stream(const char *name)
+{
+	struct sockaddr_un sun;
+	socklen_t len = addr(&sun, name);
+	int sk = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	check(sk >= 0 && !connect(sk, (struct sockaddr *)&sun, len), "connect %s", name);
+	return sk;
+}
+
 static void expect(int sk, const char *want)
 {
 	char buf[64];
@@ -57,7 +68,7 @@ static void expect(int sk, const char *want)
 int main(void)
 {
 	char path[300], abstract[64], cwd[256], msg[32];
-	int s1, s2, c1, c2, lone, st, i, sent[2];
+	int s1, s2, c1, c2, lone, st, i, sent[2], ls;
 	struct sockaddr_un sun;
 	socklen_t len;
 	pid_t child;
@@ -68,6 +79,14 @@ int main(void)
 	snprintf(abstract, sizeof(abstract), "@crd-zdtm-dgram-%d", getpid());
 	s1 = server(path);
 	s2 = server(abstract);
+	{
+		struct sockaddr_un rel;
+		socklen_t rlen = addr(&rel, "rel.sock");
+
+		ls = socket(AF_UNIX, SOCK_STREAM, 0);
+		check(ls >= 0 && !bind(ls, (struct sockaddr *)&rel, rlen) && !listen(ls, 4),
+		      "relative listener");
+	}
 	lone = socket(AF_UNIX, SOCK_DGRAM, 0);
 	check(lone >= 0 && !pipe(sent), "socket");
 	child = fork();
@@ -108,6 +127,11 @@ int main(void)
 	len = addr(&sun, path);
 	check(sendto(lone, "lone", 4, 0, (struct sockaddr *)&sun, len) == 4, "sendto");
 	expect(s1, "lone");
+	c1 = client_stream("rel.sock");
+	c2 = accept(ls, NULL, NULL);
+	check(c2 >= 0 && write(c1, "x", 1) == 1 && read(c2, msg, 1) == 1 && msg[0] == 'x',
+	      "the relative listener does not accept");
 	unlink(path);
+	unlink("rel.sock");
 	return zdtm_pass();
 }
