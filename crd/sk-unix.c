@@ -146,6 +146,23 @@ static int add_msg(struct arena *a, Crd__UnixSkEntry *e, size_t *cap, const char
 	return 0;
 }
 
+/* Peeking at SCM_RIGHTS installs the files in flight here: let go of them. */
+static void close_peeked_fds(struct msghdr *mh)
+{
+	struct cmsghdr *c;
+
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		size_t i, n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		int fds[64];
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		memcpy(fds, CMSG_DATA(c), (n < 64 ? n : 64) * sizeof(int));
+		for (i = 0; i < n && i < 64; i++)
+			close(fds[i]);
+	}
+}
+
 /* Everything in the receive queue of sk, peeked message by message. */
 static int peek_queue(struct arena *a, int sk, Crd__UnixSkEntry *e, pid_t pid, int fd)
 {
@@ -178,6 +195,7 @@ static int peek_queue(struct arena *a, int sk, Crd__UnixSkEntry *e, pid_t pid, i
 			break;
 		}
 		if (mh.msg_controllen || (mh.msg_flags & MSG_CTRUNC)) {
+			close_peeked_fds(&mh);
 			pr_err("pid %d fd %d: file descriptors or credentials in flight in a UNIX "
 			       "socket are not supported yet\n", pid, fd);
 			ret = -ENOTSUP;
