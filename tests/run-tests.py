@@ -685,6 +685,30 @@ def tcp_peer_gone(env):
         kill_tree(pid)
 
 
+def scm_rights_in_flight(env):
+    """a file descriptor in flight in a UNIX socket: dump fails saying so, the tree runs on"""
+    work = os.path.join(env.tmpdir, "work")
+    os.mkdir(work)
+    pid = spawn([shutil.which("python3"), "-c", "import os, socket, time\n"
+                 "a, b = socket.socketpair()\n"
+                 "r, w = os.pipe()\n"
+                 "socket.send_fds(a, [b'x'], [r])\n"
+                 "open('ready', 'w').close()\n"
+                 "while True:\n"
+                 "    time.sleep(0.01)\n"], cwd=work)
+    try:
+        _wait_ready(work, pid)
+        img = os.path.join(env.tmpdir, "img")
+        os.mkdir(img)
+        r = run([env.crd, "dump", "-t", str(pid), "-D", img])
+        assert r.code == 1 and "in flight" in r.out and f"pid {pid}" in r.out, \
+            f"dump returned {r.code}: {r.out}"
+        assert alive(pid) and proc_status(pid, "TracerPid") == "0", "tree not released"
+        assert not os.listdir(img), f"failed dump left files: {os.listdir(img)}"
+    finally:
+        kill_tree(pid)
+
+
 def dump_disk_full(env):
     """the image directory fills up mid-dump: clear error, tree unharmed, nothing left"""
     t = Zdtm(env, "mem_random", {"ZDTM_MEM_MB": "64"})
@@ -913,6 +937,7 @@ def zdtm_cases():
               ("dump/disk-full", dump_disk_full),
               ("dump/shm-removed-while-frozen", shm_removed_while_frozen),
               ("dump/tcp-peer-gone", tcp_peer_gone),
+              ("dump/scm-rights-in-flight", scm_rights_in_flight),
               ("dump/external-unix-socket", dump_external_unix),
               ("restore/external-unix-pair", external_unix_pair),
               ("restore/external-unix-reconnect", external_unix_reconnect),
