@@ -167,7 +167,9 @@ static int write_inventory(struct dump_ctx *ctx)
 		}
 		inv.tasks[inv.n_tasks++] = e;
 	}
-	ret = file_table_for_each_shmem(ctx->ft, dump_file_shmem, ctx);
+	ret = file_table_dump_inflight(ctx->ft);
+	if (!ret)
+		ret = file_table_for_each_shmem(ctx->ft, dump_file_shmem, ctx);
 	if (ret)
 		return ret;
 	inv.shmems = ctx->shmems;

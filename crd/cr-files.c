@@ -43,6 +43,13 @@ struct ft_file {
 	ino_t ino;
 };
 
+/* A file in flight: our copy of it, and the message it travels with. */
+struct inflight {
+	int fd;
+	Crd__UnixSkEntry *sk;
+	uint32_t msg;
+};
+
 struct file_table {
 	struct arena a;
 	struct ft_file *files;
@@ -63,8 +70,28 @@ struct file_table {
 	const char **external;	/* dump --external specs */
 	int n_external;
 	pid_t lock_tag;		/* the tree whose connections we lock, 0: none yet */
+	struct unix_scm_cb scm_cb;
+	struct inflight *inflight;	/* files in flight in UNIX sockets, held here */
+	size_t n_inflight, cap_inflight;
 	int netns_fd;		/* its network namespace, where the lock lives */
 };
+
+static int note_inflight(void *arg, Crd__UnixSkEntry *e, uint32_t msg, const int *fds, int n)
+{
+	struct file_table *ft = arg;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (arena_grow(&ft->a, (void **)&ft->inflight, &ft->cap_inflight,
+			       ft->n_inflight + 1, sizeof(*ft->inflight))) {
+			for (; i < n; i++)
+				close(fds[i]);
+			return -ENOMEM;
+		}
+		ft->inflight[ft->n_inflight++] = (struct inflight){ fds[i], e, msg };
+	}
+	return 0;
+}
 
 struct file_table *file_table_new(void)
 {
@@ -73,6 +100,7 @@ struct file_table *file_table_new(void)
 	if (ft) {
 		ft->tcp = tcp_table_new();
 		ft->netns_fd = -1;
+		ft->scm_cb = (struct unix_scm_cb){ note_inflight, ft };
 	}
 	if (ft && !ft->tcp) {
 		free(ft);
@@ -139,6 +167,10 @@ static int net_lock(struct file_table *ft, pid_t root)
 
 void file_table_free(struct file_table *ft)
 {
+	size_t i;
+
+	for (i = 0; i < ft->n_inflight; i++)
+		close(ft->inflight[i].fd);
 	file_table_close_sockets(ft, false);
 	if (ft->netns_fd >= 0)
 		close(ft->netns_fd);
@@ -280,7 +312,7 @@ static int dump_socket(struct file_table *ft, pid_t pid, int fd, const char *lin
 		e->type = CRD__FILE_TYPE__FILE_UNIX;
 		e->has_unix_id = true;
 		e->unix_id = st->st_ino;
-		return dump_unix_sk(&ft->a, &ft->usk, pid, fd, st->st_ino, u);
+		return dump_unix_sk(&ft->scm_cb, &ft->a, &ft->usk, pid, fd, st->st_ino, u);
 	}
 	if (tcp_probe(pid, fd) == 1) {
 		Crd__TcpSkEntry *t = append_new(&ft->a, (void ***)&ft->tcps, &ft->n_tcps,
@@ -515,6 +547,62 @@ static int check_unix_peers(struct file_table *ft)
 			e->peer_name ? e->peer_name : "(unnamed)");
 	}
 	return 0;
+}
+
+/* Room for one more in an arena array without a capacity (short ones). */
+static int grow_copy(struct arena *a, void **arr, size_t n, size_t sz)
+{
+	void *p = arena_alloc(a, (n + 1) * sz);
+
+	if (!p)
+		return -ENOMEM;
+	if (n)
+		memcpy(p, *arr, n * sz);
+	*arr = p;
+	return 0;
+}
+
+static Crd__UnixScm *scm_of(struct arena *a, Crd__UnixSkEntry *e, uint32_t msg)
+{
+	Crd__UnixScm *m;
+
+	if (e->n_scm && e->scm[e->n_scm - 1]->msg == msg)
+		return e->scm[e->n_scm - 1];
+	m = arena_alloc(a, sizeof(*m));
+	if (!m || grow_copy(a, (void **)&e->scm, e->n_scm, sizeof(*e->scm)))
+		return NULL;
+	crd__unix_scm__init(m);
+	m->msg = msg;
+	e->scm[e->n_scm++] = m;
+	return m;
+}
+
+/*
+ * Files in flight are dumped like the tree's own, as held by crd: shared
+ * with the tree's fds where they are the same open file, or on their own.
+ */
+int file_table_dump_inflight(struct file_table *ft)
+{
+	pid_t self = getpid();
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; !ret && i < ft->n_inflight; i++) {
+		struct inflight *in = &ft->inflight[i];
+		Crd__UnixScm *m = scm_of(&ft->a, in->sk, in->msg);
+		Crd__FdEntry fe;
+
+		if (!m || grow_copy(&ft->a, (void **)&m->file_ids, m->n_file_ids,
+				     sizeof(*m->file_ids)))
+			return -ENOMEM;
+		crd__fd_entry__init(&fe);
+		ret = dump_one_fd(ft, self, in->fd, &fe);
+		if (ret)
+			pr_err("UNIX socket %lu: a file in flight can't be dumped\n", in->sk->id);
+		else
+			m->file_ids[m->n_file_ids++] = fe.file_id;
+	}
+	return ret;
 }
 
 int file_table_for_each_shmem(struct file_table *ft,
@@ -860,6 +948,13 @@ static int prepare_one(const Crd__Inventory *inv, const Crd__FileEntry *e,
 	return 0;
 }
 
+static int obj_fd(const struct fd_restore *fr, uint64_t id);
+
+static int scm_file_fd(void *arg, uint64_t id)
+{
+	return obj_fd(arg, id);
+}
+
 int fdr_prepare(const Crd__Inventory *inv, int base, bool shell_job,
 		int (*shmem_fd)(const void *arg, uint64_t id), const void *arg,
 		struct fd_restore **out)
@@ -900,6 +995,8 @@ int fdr_prepare(const Crd__Inventory *inv, int base, bool shell_job,
 	}
 	for (i = 0; !ret && i < inv->n_files; i++)
 		ret = prepare_one(inv, inv->files[i], fr, pfs, skfds, tcpfds);
+	if (!ret)
+		ret = unix_refill_scm(inv->unix_sks, inv->n_unix_sks, skfds, scm_file_fd, fr);
 	for (i = 0; i < inv->n_unix_sks; i++)
 		if (skfds[i] >= 0)
 			close(skfds[i]);
@@ -932,6 +1029,7 @@ static int obj_fd(const struct fd_restore *fr, uint64_t id)
 			return fr->objs[i].fd;
 	return -1;
 }
+
 
 static const Crd__FileEntry *inv_file(const Crd__Inventory *inv, uint64_t id)
 {

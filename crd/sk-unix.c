@@ -24,6 +24,7 @@
 #include "util.h"
 
 #define PEEK_BUF	(256 << 10)
+#define SCM_MAX_FDS	253	/* the kernel's limit per message */
 #define TCP_ESTABLISHED	1
 #define TCP_LISTEN	10
 
@@ -163,13 +164,45 @@ static void close_peeked_fds(struct msghdr *mh)
 	}
 }
 
+/*
+ * Files that came with a peeked message: handed over, or, for credentials or
+ * without a taker, refused (and closed).
+ */
+static int take_scm(const struct unix_scm_cb *cb, struct msghdr *mh, Crd__UnixSkEntry *e,
+		    pid_t pid, int fd)
+{
+	struct cmsghdr *c;
+	int ret = 0;
+
+	if (mh->msg_flags & MSG_CTRUNC)
+		ret = -ENOTSUP;
+	for (c = CMSG_FIRSTHDR(mh); !ret && c; c = CMSG_NXTHDR(mh, c))
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || !cb)
+			ret = -ENOTSUP;
+	if (ret) {
+		close_peeked_fds(mh);
+		pr_err("pid %d fd %d: credentials in flight in a UNIX socket (or more files "
+		       "than fit) are not supported\n", pid, fd);
+		return ret;
+	}
+	for (c = CMSG_FIRSTHDR(mh); !ret && c; c = CMSG_NXTHDR(mh, c)) {
+		int n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int), fds[SCM_MAX_FDS];
+
+		memcpy(fds, CMSG_DATA(c), n * sizeof(int));
+		ret = cb->on_fds(cb->arg, e, e->n_queue - 1, fds, n);
+	}
+	return ret;
+}
+
 /* Everything in the receive queue of sk, peeked message by message. */
-static int peek_queue(struct arena *a, int sk, Crd__UnixSkEntry *e, pid_t pid, int fd)
+static int peek_queue(const struct unix_scm_cb *cb, struct arena *a, int sk,
+		      Crd__UnixSkEntry *e, pid_t pid, int fd)
 {
 	bool stream = e->type == SOCK_STREAM;
 	int off = 0, orig = -1, ret = 0;
 	socklen_t olen = sizeof(orig);
 	char *buf = malloc(PEEK_BUF);
+	bool boundary = false;
 	size_t cap = 0;
 
 	if (!buf)
@@ -181,7 +214,7 @@ static int peek_queue(struct arena *a, int sk, Crd__UnixSkEntry *e, pid_t pid, i
 		goto out;
 	}
 	for (;;) {
-		char cbuf[256];
+		char cbuf[CMSG_SPACE(SCM_MAX_FDS * sizeof(int))];
 		struct iovec iov = { buf, PEEK_BUF };
 		struct msghdr mh = {
 			.msg_iov = &iov, .msg_iovlen = 1,
@@ -194,14 +227,8 @@ static int peek_queue(struct arena *a, int sk, Crd__UnixSkEntry *e, pid_t pid, i
 				ret = -errno;
 			break;
 		}
-		if (mh.msg_controllen || (mh.msg_flags & MSG_CTRUNC)) {
-			close_peeked_fds(&mh);
-			pr_err("pid %d fd %d: file descriptors or credentials in flight in a UNIX "
-			       "socket are not supported yet\n", pid, fd);
-			ret = -ENOTSUP;
-			break;
-		}
 		if (mh.msg_flags & MSG_TRUNC) {
+			close_peeked_fds(&mh);
 			pr_err("pid %d fd %d: a queued message is larger than %d bytes\n", pid, fd,
 			       PEEK_BUF);
 			ret = -E2BIG;
@@ -209,12 +236,20 @@ static int peek_queue(struct arena *a, int sk, Crd__UnixSkEntry *e, pid_t pid, i
 		}
 		if (!n && stream)
 			break;
-		ret = add_msg(a, e, &cap, buf, n, stream);
+		/*
+		 * A stream peek runs through the data before a message with files
+		 * and stops after it, as a plain read does: that chunk stays one
+		 * message, refilled with its files.
+		 */
+		ret = add_msg(a, e, &cap, buf, n, stream && !boundary && !mh.msg_controllen);
+		boundary = mh.msg_controllen;
+		if (!ret && mh.msg_controllen)
+			ret = take_scm(cb, &mh, e, pid, fd);
 		if (ret || !n)
 			break;
 	}
 	setsockopt(sk, SOL_SOCKET, SO_PEEK_OFF, &orig, sizeof(orig));
-	if (ret && ret != -ENOTSUP && ret != -E2BIG)
+	if (ret && ret != -ENOTSUP && ret != -E2BIG && ret != -EXDEV)
 		pr_err("pid %d fd %d: can't read the socket's queue: %s\n", pid, fd, strerror(-ret));
 out:
 	free(buf);
@@ -250,8 +285,8 @@ static int absolute_name(struct arena *a, pid_t pid, int fd, const struct unix_d
 	return e->name ? 0 : -ENOMEM;
 }
 
-int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint32_t ino,
-		 Crd__UnixSkEntry *e)
+int dump_unix_sk(const struct unix_scm_cb *cb, struct arena *a, struct unix_table *t,
+		 pid_t pid, int fd, uint32_t ino, Crd__UnixSkEntry *e)
 {
 	const struct unix_diag_info *u = unix_lookup(t, ino);
 	int sk, ret;
@@ -284,7 +319,7 @@ int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint3
 		sk = task_fd_dup(pid, fd);
 		if (sk < 0)
 			return sk;
-		ret = peek_queue(a, sk, e, pid, fd);
+		ret = peek_queue(NULL, a, sk, e, pid, fd);
 		close(sk);
 		if (!ret && e->n_queue && !u->name[0]) {
 			pr_err("pid %d fd %d: an unnamed UNIX datagram socket with messages queued: "
@@ -306,7 +341,7 @@ int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint3
 		pr_err("pid %d fd %d: can't get the socket: %s\n", pid, fd, strerror(-sk));
 		return sk;
 	}
-	ret = peek_queue(a, sk, e, pid, fd);
+	ret = peek_queue(cb, a, sk, e, pid, fd);
 	close(sk);
 	return ret;
 }
@@ -559,8 +594,9 @@ int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
 		}
 		fds[i] = sv[0];
 		fds[j] = sv[1];
-		ret = refill(sks[i], sv[1]);
-		if (!ret)
+		/* queues with files in flight are refilled once the files exist */
+		ret = sks[i]->n_scm ? 0 : refill(sks[i], sv[1]);
+		if (!ret && !sks[j]->n_scm)
 			ret = refill(sks[j], sv[0]);
 		if (!ret)
 			ret = apply_shutdown(sks[i], sv[0]);
@@ -570,4 +606,83 @@ int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
 			return ret;
 	}
 	return 0;
+}
+
+static const Crd__UnixScm *scm_for(const Crd__UnixSkEntry *e, uint32_t msg)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_scm; i++)
+		if (e->scm[i]->msg == msg)
+			return e->scm[i];
+	return NULL;
+}
+
+static int send_with_files(const Crd__UnixSkEntry *e, int from, size_t k,
+			   const Crd__UnixScm *m, int (*file_fd)(void *arg, uint64_t id),
+			   void *arg)
+{
+	char cbuf[CMSG_SPACE(SCM_MAX_FDS * sizeof(int))] = { };
+	struct iovec iov = { e->queue[k].data, e->queue[k].len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+	int *fds;
+	size_t i;
+
+	if (m->n_file_ids > SCM_MAX_FDS)
+		return -E2BIG;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = CMSG_SPACE(m->n_file_ids * sizeof(int));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(m->n_file_ids * sizeof(int));
+	fds = (int *)CMSG_DATA(c);
+	for (i = 0; i < m->n_file_ids; i++) {
+		fds[i] = file_fd(arg, m->file_ids[i]);
+		if (fds[i] < 0) {
+			pr_err("UNIX socket %lu: file %lu in flight was not restored\n", e->id,
+			       m->file_ids[i]);
+			return -ENOENT;
+		}
+	}
+	if (sendmsg(from, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)e->queue[k].len)
+		return -errno ?: -EIO;
+	return 0;
+}
+
+int unix_refill_scm(Crd__UnixSkEntry **sks, size_t n, const int *fds,
+		    int (*file_fd)(void *arg, uint64_t id), void *arg)
+{
+	size_t i, j, k;
+	int ret = 0;
+
+	for (i = 0; !ret && i < n; i++) {
+		if (!sks[i]->n_scm)
+			continue;
+		for (j = 0; j < n && sks[j]->id != sks[i]->peer; j++)
+			;
+		if (j == n) {
+			pr_err("UNIX socket %lu: files in flight from outside the tree: not "
+			       "supported\n", sks[i]->id);
+			return -ENOTSUP;
+		}
+		for (k = 0; !ret && k < sks[i]->n_queue; k++) {
+			const Crd__UnixScm *m = scm_for(sks[i], k);
+			Crd__UnixSkEntry one = *sks[i];
+
+			if (m) {
+				ret = send_with_files(sks[i], fds[j], k, m, file_fd, arg);
+				continue;
+			}
+			/* one message of the queue, sent as refill() sends them all */
+			one.n_queue = 1;
+			one.queue = &sks[i]->queue[k];
+			ret = refill(&one, fds[j]);
+		}
+		if (ret)
+			pr_err("UNIX socket %lu: can't refill its queue with files in flight: "
+			       "%s\n", sks[i]->id, strerror(-ret));
+	}
+	return ret;
 }

@@ -685,14 +685,15 @@ def tcp_peer_gone(env):
         kill_tree(pid)
 
 
-def scm_rights_in_flight(env):
-    """a file descriptor in flight in a UNIX socket: dump fails saying so, the tree runs on"""
+def scm_creds_in_flight(env):
+    """credentials in flight in a UNIX socket (SO_PASSCRED): dump fails saying so, the tree
+    runs on"""
     work = os.path.join(env.tmpdir, "work")
     os.mkdir(work)
     pid = spawn([shutil.which("python3"), "-c", "import os, socket, time\n"
                  "a, b = socket.socketpair()\n"
-                 "r, w = os.pipe()\n"
-                 "socket.send_fds(a, [b'x'], [r])\n"
+                 "b.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)\n"
+                 "a.send(b'x')\n"
                  "open('ready', 'w').close()\n"
                  "while True:\n"
                  "    time.sleep(0.01)\n"], cwd=work)
@@ -701,7 +702,7 @@ def scm_rights_in_flight(env):
         img = os.path.join(env.tmpdir, "img")
         os.mkdir(img)
         r = run([env.crd, "dump", "-t", str(pid), "-D", img])
-        assert r.code == 1 and "in flight" in r.out and f"pid {pid}" in r.out, \
+        assert r.code == 1 and "credentials in flight" in r.out and f"pid {pid}" in r.out, \
             f"dump returned {r.code}: {r.out}"
         assert alive(pid) and proc_status(pid, "TracerPid") == "0", "tree not released"
         assert not os.listdir(img), f"failed dump left files: {os.listdir(img)}"
@@ -906,7 +907,7 @@ def corrupt_images(env):
 
 
 ZDTM_PROGS = ["mem_random", "mem_sparse", "file_maps", "threads_regs", "fork_tree", "files",
-              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch", "tcp_pair", "pty", "task_state", "sysv_shm", "sysv_ipc", "inotify_watch", "unix_dgram"]
+              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch", "tcp_pair", "pty", "task_state", "sysv_shm", "sysv_ipc", "inotify_watch", "unix_dgram", "unix_scm"]
 
 
 def zdtm_cases():
@@ -937,7 +938,7 @@ def zdtm_cases():
               ("dump/disk-full", dump_disk_full),
               ("dump/shm-removed-while-frozen", shm_removed_while_frozen),
               ("dump/tcp-peer-gone", tcp_peer_gone),
-              ("dump/scm-rights-in-flight", scm_rights_in_flight),
+              ("dump/scm-credentials-in-flight", scm_creds_in_flight),
               ("dump/external-unix-socket", dump_external_unix),
               ("restore/external-unix-pair", external_unix_pair),
               ("restore/external-unix-reconnect", external_unix_reconnect),

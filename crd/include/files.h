@@ -31,6 +31,8 @@ void file_table_set_shell_job(struct file_table *ft, bool shell_job);
 void file_table_close_sockets(struct file_table *ft, bool resume);
 /* UNIX sockets connected outside the tree that the dump may keep (dump --external). */
 void file_table_set_external(struct file_table *ft, const char **ext, int n);
+/* Dump the files in flight in the tree's UNIX sockets (after every task's fds). */
+int file_table_dump_inflight(struct file_table *ft);
 /* Drop the network lock taken for the tree's TCP connections, if any. */
 int file_table_net_unlock(struct file_table *ft);
 bool file_table_net_locked(const struct file_table *ft);

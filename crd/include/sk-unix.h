@@ -35,7 +35,17 @@ void unix_table_free(struct unix_table *t);
  * peer, shutdown, queue) or a listener with an empty accept queue.  Anything
  * else is a clear error naming pid, fd and why.
  */
-int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint32_t ino,
+/*
+ * Files in flight: peeking installs them here; on_fds(arg, e, msg, fds, n) is
+ * told of those that came with queue entry msg of e and owns them from then.
+ */
+struct unix_scm_cb {
+	int (*on_fds)(void *arg, Crd__UnixSkEntry *e, uint32_t msg, const int *fds, int n);
+	void *arg;
+};
+
+int dump_unix_sk(const struct unix_scm_cb *cb, struct arena *a, struct unix_table *t,
+		 pid_t pid, int fd, uint32_t ino,
 		 Crd__UnixSkEntry *e);
 
 /*
@@ -44,5 +54,8 @@ int dump_unix_sk(struct arena *a, struct unix_table *t, pid_t pid, int fd, uint3
  * bound and listening again.  fds[i] gets the socket of sks[i].
  */
 int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds);
+/* The queues with files in flight, once file_fd(arg, file id) gives every file. */
+int unix_refill_scm(Crd__UnixSkEntry **sks, size_t n, const int *fds,
+		    int (*file_fd)(void *arg, uint64_t id), void *arg);
 
 #endif
