@@ -512,6 +512,64 @@ static bool external_allowed(const struct file_table *ft, uint64_t id, const cha
 	return false;
 }
 
+static bool has_icon(const struct unix_diag_info *l, uint64_t ino)
+{
+	uint32_t k;
+
+	for (k = 0; l && k < l->nicons; k++)
+		if (l->icons[k] == ino)
+			return true;
+	return false;
+}
+
+/*
+ * Is e a connection that a listener of the tree has not accepted yet?  The
+ * listener lists its waiting clients; 1 (and it is noted) or 0.
+ */
+static int pending_on(struct file_table *ft, Crd__UnixSkEntry *e)
+{
+	size_t j;
+
+	if (e->peer)
+		return 0;
+	for (j = 0; j < ft->n_sks; j++) {
+		Crd__UnixSkEntry *l = ft->sks[j];
+
+		if (!(l->has_listening && l->listening) ||
+		    !has_icon(unix_lookup(&ft->usk, l->id), e->id))
+			continue;
+		e->has_pending_on = true;
+		e->pending_on = l->id;
+		return 1;
+	}
+	return 0;
+}
+
+/* Connections waiting on a listener must all come from the tree: they connect again. */
+static int check_listeners(struct file_table *ft)
+{
+	size_t i, j;
+	uint32_t k;
+
+	for (i = 0; i < ft->n_sks; i++) {
+		const struct unix_diag_info *u;
+
+		if (!(ft->sks[i]->has_listening && ft->sks[i]->listening))
+			continue;
+		u = unix_lookup(&ft->usk, ft->sks[i]->id);
+		for (k = 0; u && k < u->nicons; k++) {
+			for (j = 0; j < ft->n_sks && ft->sks[j]->id != u->icons[k]; j++)
+				;
+			if (j == ft->n_sks) {
+				pr_err("UNIX listener %s has a connection waiting from outside the "
+				       "tree: not supported\n", ft->sks[i]->name);
+				return -ENOTSUP;
+			}
+		}
+	}
+	return 0;
+}
+
 /*
  * A UNIX socket whose peer is outside the tree can't be restored as it was:
  * refused, unless --external names it or its peer's path; then restore
@@ -522,7 +580,11 @@ static int check_unix_peers(struct file_table *ft)
 	const struct unix_diag_info *peer;
 	Crd__UnixSkEntry *e;
 	size_t i, j;
+	int ret;
 
+	ret = check_listeners(ft);
+	if (ret)
+		return ret;
 	for (i = 0; i < ft->n_sks; i++) {
 		e = ft->sks[i];
 		if ((e->has_listening && e->listening) || (e->has_unconnected && e->unconnected))
@@ -530,6 +592,11 @@ static int check_unix_peers(struct file_table *ft)
 		for (j = 0; j < ft->n_sks && ft->sks[j]->id != e->peer; j++)
 			;
 		if (j < ft->n_sks)
+			continue;
+		ret = pending_on(ft, e);
+		if (ret < 0)
+			return ret;
+		if (ret)
 			continue;
 		peer = unix_lookup(&ft->usk, e->peer);
 		if (!external_allowed(ft, e->id, peer ? peer->name : "")) {

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/syscall.h>
@@ -48,6 +50,14 @@ static int on_diag_msg(struct nl_msg *msg, void *arg)
 		u->peer = nla_get_u32(tb[UNIX_DIAG_PEER]);
 	if (tb[UNIX_DIAG_SHUTDOWN])
 		u->shutdown = nla_get_u8(tb[UNIX_DIAG_SHUTDOWN]);
+	if (tb[UNIX_DIAG_ICONS] && nla_len(tb[UNIX_DIAG_ICONS]) >= (int)sizeof(uint32_t)) {
+		u->nicons = nla_len(tb[UNIX_DIAG_ICONS]) / sizeof(uint32_t);
+		u->icons = malloc(u->nicons * sizeof(uint32_t));
+		if (u->icons)
+			memcpy(u->icons, nla_data(tb[UNIX_DIAG_ICONS]), u->nicons * sizeof(uint32_t));
+		else
+			u->nicons = 0;
+	}
 	if (tb[UNIX_DIAG_VFS])
 		u->vfs_ino = ((struct unix_diag_vfs *)nla_data(tb[UNIX_DIAG_VFS]))->udiag_vfs_ino;
 	if (tb[UNIX_DIAG_RQLEN])
@@ -72,7 +82,7 @@ static int unix_load(struct unix_table *t)
 		.sdiag_family = AF_UNIX,
 		.udiag_states = ~0U,
 		.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN |
-			      UDIAG_SHOW_VFS,
+			      UDIAG_SHOW_VFS | UDIAG_SHOW_ICONS,
 	};
 	struct nl_sock *sk = nl_socket_alloc();
 	int ret;
@@ -113,6 +123,7 @@ void unix_table_free(struct unix_table *t)
 		struct unix_diag_info *u = t->all;
 
 		t->all = u->next;
+		free(u->icons);
 		free(u);
 	}
 	t->loaded = false;
@@ -285,6 +296,24 @@ static int absolute_name(struct arena *a, pid_t pid, int fd, const struct unix_d
 	return e->name ? 0 : -ENOMEM;
 }
 
+static int dump_pending_client(pid_t pid, int fd, Crd__UnixSkEntry *e)
+{
+	int sk = task_fd_dup(pid, fd), outq = 0;
+
+	if (sk < 0)
+		return sk;
+	/* what it sent waits in the unaccepted socket, out of our reach */
+	if (ioctl(sk, SIOCOUTQ, &outq) || outq) {
+		pr_err("pid %d fd %d: %d bytes sent on a connection its listener has not "
+		       "accepted yet: not supported\n", pid, fd, outq);
+		close(sk);
+		return -ENOTSUP;
+	}
+	close(sk);
+	e->has_shutdown = true;
+	return 0;
+}
+
 int dump_unix_sk(const struct unix_scm_cb *cb, struct arena *a, struct unix_table *t,
 		 pid_t pid, int fd, uint32_t ino, Crd__UnixSkEntry *e)
 {
@@ -306,11 +335,6 @@ int dump_unix_sk(const struct unix_scm_cb *cb, struct arena *a, struct unix_tabl
 			return ret;
 	}
 	if (u->state == TCP_LISTEN && u->name[0]) {
-		if (u->rqlen) {
-			pr_err("pid %d fd %d: UNIX listener %s has %u connections waiting to be "
-			       "accepted: not supported yet\n", pid, fd, u->name, u->rqlen);
-			return -ENOTSUP;
-		}
 		e->has_listening = e->listening = true;
 		return 0;
 	}
@@ -328,6 +352,9 @@ int dump_unix_sk(const struct unix_scm_cb *cb, struct arena *a, struct unix_tabl
 		}
 		return ret;
 	}
+	/* connected to a connection not accepted yet (no inode): see pending_on() */
+	if (u->state == TCP_ESTABLISHED && !u->peer && u->type != SOCK_DGRAM)
+		return dump_pending_client(pid, fd, e);
 	if (u->state != TCP_ESTABLISHED || !u->peer) {
 		pr_err("pid %d fd %d: UNIX socket %u (%s) is not supported yet: only connected "
 		       "ones and listeners are\n", pid, fd, ino, u->name[0] ? u->name : "unnamed");
@@ -542,6 +569,23 @@ static bool is_unconnected(const Crd__UnixSkEntry *e)
 	return e->has_unconnected && e->unconnected;
 }
 
+/* A connection its listener had not accepted: made again, it waits there again. */
+static int restore_pending(Crd__UnixSkEntry **sks, size_t n, const Crd__UnixSkEntry *e)
+{
+	Crd__UnixSkEntry c = *e;
+	size_t j;
+
+	for (j = 0; j < n && sks[j]->id != e->pending_on; j++)
+		;
+	if (j == n || !sks[j]->name) {
+		pr_err("UNIX socket %lu: its listener %lu is not in the images\n", e->id,
+		       e->pending_on);
+		return -EINVAL;
+	}
+	c.peer_name = sks[j]->name;
+	return connect_name(&c);
+}
+
 int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
 {
 	size_t i, j;
@@ -550,7 +594,13 @@ int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
 		fds[i] = -1;
 	/* servers first: their clients connect to them by name */
 	for (i = 0; i < n; i++)
-		if (is_unconnected(sks[i])) {
+		if (is_unconnected(sks[i]) || (sks[i]->has_listening && sks[i]->listening)) {
+			if (!is_unconnected(sks[i])) {
+				fds[i] = restore_listener(sks[i]);
+				if (fds[i] < 0)
+					return fds[i];
+				continue;
+			}
 			fds[i] = restore_dgram_server(sks[i]);
 			if (fds[i] < 0)
 				return fds[i];
@@ -560,6 +610,12 @@ int restore_unix_sks(Crd__UnixSkEntry **sks, size_t n, int *fds)
 
 		if (fds[i] >= 0)
 			continue;
+		if (sks[i]->has_pending_on) {
+			fds[i] = restore_pending(sks, n, sks[i]);
+			if (fds[i] < 0)
+				return fds[i];
+			continue;
+		}
 		for (j = 0; j < n && !(is_unconnected(sks[j]) && sks[j]->id == sks[i]->peer); j++)
 			;
 		if (j < n) {

@@ -17,6 +17,8 @@ struct unix_diag_info {
 	uint32_t shutdown;
 	uint32_t rqlen;		/* listeners: connections waiting in the accept queue */
 	uint32_t vfs_ino;	/* bound to a path: its socket file's inode */
+	uint32_t *icons;	/* listeners: connections not accepted yet (their inodes) */
+	uint32_t nicons;
 	char name[108];		/* "" for unnamed sockets */
 	struct unix_diag_info *next;
 };

@@ -2,9 +2,9 @@
  * UNIX datagram servers: one bound to a path, one to an abstract name, each
  * with messages queued from a child's client connected to it, and an unnamed
  * unconnected socket that sends with sendto; a stream listener bound to a
- * relative name.  After restore the queued messages arrive in order with
+ * relative name with a connection from the child waiting.  After restore the queued messages arrive in order with
  * their boundaries, the connected client and the unnamed sender still reach
- * the servers, and the listener accepts at its name.
+ * the servers, and the listener accepts the waiting connection and new ones.
  */
 #include <signal.h>
 #include <stddef.h>
@@ -68,7 +68,7 @@ static void expect(int sk, const char *want)
 int main(void)
 {
 	char path[300], abstract[64], cwd[256], msg[32];
-	int s1, s2, c1, c2, lone, st, i, sent[2], ls;
+	int s1, s2, c1, c2, c3, lone, st, i, sent[2], ls;
 	struct sockaddr_un sun;
 	socklen_t len;
 	pid_t child;
@@ -94,6 +94,8 @@ int main(void)
 		close(sent[0]);
 		c1 = client(path);
 		c2 = client(abstract);
+		/* a connection the parent's listener has not accepted yet */
+		c3 = client_stream("rel.sock");
 		for (i = 0; i < 3; i++) {
 			snprintf(msg, sizeof(msg), "path-%d", i);
 			check(send(c1, msg, strlen(msg), 0) > 0, "send");
@@ -104,6 +106,7 @@ int main(void)
 		zdtm_wait();
 		check(send(c1, "after-1", 7, 0) == 7 && send(c2, "after-2", 7, 0) == 7,
 		      "the connected clients no longer reach their servers");
+		check(write(c3, "p", 1) == 1, "the pending connection is broken");
 		return 0;
 	}
 	/* the child has sent everything when it closes its end of the pipe */
@@ -127,6 +130,9 @@ int main(void)
 	len = addr(&sun, path);
 	check(sendto(lone, "lone", 4, 0, (struct sockaddr *)&sun, len) == 4, "sendto");
 	expect(s1, "lone");
+	c3 = accept(ls, NULL, NULL);
+	check(c3 >= 0 && read(c3, msg, 2) == 1 && msg[0] == 'p',
+	      "the connection waiting on the listener is lost");
 	c1 = client_stream("rel.sock");
 	c2 = accept(ls, NULL, NULL);
 	check(c2 >= 0 && write(c1, "x", 1) == 1 && read(c2, msg, 1) == 1 && msg[0] == 'x',
