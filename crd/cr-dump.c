@@ -24,6 +24,7 @@
 #include "log.h"
 #include "sysv.h"
 #include "util.h"
+#include "tty.h"
 
 #define PME_PFN_MASK	((1ULL << 55) - 1)
 
@@ -101,6 +102,8 @@ static int dump_one_task(struct dump_ctx *ctx, struct dtask *t)
 		ret = dump_task_fds(ctx->ft, t->pid, te);
 	if (!ret)
 		ret = dump_task_state(ctx, t);
+	if (!ret && t->sid == t->pid)
+		tty_check_ctty(t->pid);
 	if (!ret)
 		ret = dump_task_mem(ctx, t);
 	if (ret)

@@ -4,7 +4,8 @@
  * pair gets whatever number /dev/ptmx hands out; the slave's fds are opened
  * on the new number, and the pair gets its termios and window size back.
  * Data still in the pty's buffers is dropped with a warning: reading it would
- * take it away from the tree.  Controlling terminals are not restored yet.
+ * take it away from the tree.  Controlling terminals are not restored yet:
+ * a session of the tree that has one is restored without it, with a warning.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -228,4 +229,21 @@ void tty_restore_free(struct tty_restore *t)
 			close(t->pairs[i].master);
 	free(t->pairs);
 	free(t);
+}
+
+void tty_check_ctty(pid_t pid)
+{
+	unsigned int tty_nr = 0;
+	char path[64], *buf, *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (read_file(path, &buf) < 0)
+		return;
+	/* after "(comm)": state ppid pgrp session tty_nr */
+	p = strrchr(buf, ')');
+	if (p && sscanf(p + 1, " %*c %*d %*d %*d %u", &tty_nr) == 1 && tty_nr)
+		pr_warn("pid %d leads a session with a controlling terminal (%u:%u): the "
+			"restored session will have none\n", pid, (tty_nr >> 8) & 0xfff,
+			(tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00));
+	free(buf);
 }

@@ -28,4 +28,7 @@ struct tty_restore *tty_restore_new(const Crd__Inventory *inv, bool shell_job);
 int tty_open(struct tty_restore *t, const Crd__FileEntry *e);
 void tty_restore_free(struct tty_restore *t);
 
+/* Warn when session leader pid has a controlling terminal: it is not restored. */
+void tty_check_ctty(pid_t pid);
+
 #endif
