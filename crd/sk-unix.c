@@ -29,6 +29,7 @@
 #define SCM_MAX_FDS	253	/* the kernel's limit per message */
 #define TCP_ESTABLISHED	1
 #define TCP_LISTEN	10
+#define TCP_CLOSE_STATE	7
 
 static int on_diag_msg(struct nl_msg *msg, void *arg)
 {
@@ -338,6 +339,11 @@ int dump_unix_sk(const struct unix_scm_cb *cb, struct arena *a, struct unix_tabl
 		e->has_listening = e->listening = true;
 		return 0;
 	}
+	/* a stream socket not connected yet (or blocked in connect(), which restarts) */
+	if (u->type != SOCK_DGRAM && u->state == TCP_CLOSE_STATE && !u->peer && !u->name[0]) {
+		e->has_unconnected = e->unconnected = true;
+		return 0;
+	}
 	if (u->type == SOCK_DGRAM && !u->peer) {
 		e->has_unconnected = e->unconnected = true;
 		sk = task_fd_dup(pid, fd);
@@ -513,9 +519,10 @@ static int restore_dgram_server(const Crd__UnixSkEntry *e)
 
 	if (len < 0)
 		return len;
-	sk = socket(AF_UNIX, SOCK_DGRAM, 0);
-	if (sk < 0)
-		return -errno;
+	/* an unconnected stream socket is just made again */
+	sk = socket(AF_UNIX, e->type, 0);
+	if (sk < 0 || e->type != SOCK_DGRAM)
+		return sk < 0 ? -errno : sk;
 	if (e->name && e->name[0] != '@' && !lstat(e->name, &st) && S_ISSOCK(st.st_mode))
 		unlink(e->name);
 	if (e->name && bind(sk, (struct sockaddr *)&sun, len))

@@ -907,7 +907,7 @@ def corrupt_images(env):
 
 
 ZDTM_PROGS = ["mem_random", "mem_sparse", "file_maps", "threads_regs", "fork_tree", "files",
-              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch", "tcp_pair", "pty", "task_state", "sysv_shm", "sysv_ipc", "inotify_watch", "unix_dgram", "unix_scm"]
+              "pipe_data", "signals", "timers", "rlimits_umask_cwd", "sleep_read", "shm", "unix_pairs", "fd_kinds", "zombie", "stopped", "scratch", "tcp_pair", "pty", "task_state", "sysv_shm", "sysv_ipc", "inotify_watch", "unix_dgram", "unix_scm", "blocked_calls"]
 
 
 def zdtm_cases():
