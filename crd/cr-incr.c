@@ -207,13 +207,9 @@ static int make_uffd(struct dtask *dt, struct incr_task *t)
 	prlimit(dt->pid, RLIMIT_NOFILE, NULL, &rl);
 	min = rl.rlim_cur > 128 ? (long)rl.rlim_cur - 64 : 64;
 	/* what release_tree() puts back once we are done */
-	if (ptrace(PTRACE_GETREGS, th->tid, 0, &th->regs) ||
-	    ptrace(PTRACE_GETSIGMASK, th->tid, sizeof(th->sigmask), &th->sigmask)) {
-		ret = -errno;
-		pr_perror("tid %d: can't read registers", th->tid);
+	ret = thread_save_regs(th);
+	if (ret)
 		return ret;
-	}
-	th->regs_valid = true;
 	ret = infect_start(th, &inf);
 	if (ret)
 		return ret;

@@ -176,13 +176,8 @@ static Crd__Creds *dump_creds(struct arena *a, pid_t pid, pid_t tid)
 	return c;
 }
 
-int dump_thread_regs(struct dump_ctx *ctx, struct dtask *t, struct dthread *th,
-		     Crd__ThreadEntry *e)
+int thread_save_regs(struct dthread *th)
 {
-	struct __ptrace_rseq_configuration rseq = { };
-	struct arena *a = &ctx->arena;
-	struct iovec iov;
-	char path[96], *comm;
 	int ret;
 
 	if (ptrace(PTRACE_GETREGS, th->tid, 0, &th->regs) ||
@@ -192,6 +187,21 @@ int dump_thread_regs(struct dump_ctx *ctx, struct dtask *t, struct dthread *th,
 		return ret;
 	}
 	th->regs_valid = true;
+	return 0;
+}
+
+int dump_thread_regs(struct dump_ctx *ctx, struct dtask *t, struct dthread *th,
+		     Crd__ThreadEntry *e)
+{
+	struct __ptrace_rseq_configuration rseq = { };
+	struct arena *a = &ctx->arena;
+	struct iovec iov;
+	char path[96], *comm;
+	int ret;
+
+	ret = thread_save_regs(th);
+	if (ret)
+		return ret;
 	e->tid = th->tid;
 	e->regs = regs_to_image(a, &th->regs);
 	if (!e->regs)

@@ -23,19 +23,27 @@ struct refs_head {
 	uint64_t reserved;	/* the pages' own hashes check them: no checksum of all */
 };
 
+static int grow_refs(struct img_pages_writer *w)
+{
+	size_t cap = w->cap_refs ? w->cap_refs * 2 : 1024;
+	struct store_ref *r;
+
+	if (w->nrefs < w->cap_refs)
+		return 0;
+	r = realloc(w->refs, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	w->refs = r;
+	w->cap_refs = cap;
+	return 0;
+}
+
 static int put_page(struct img_pages_writer *w, const void *page)
 {
-	int ret;
+	int ret = grow_refs(w);
 
-	if (w->nrefs == w->cap_refs) {
-		size_t cap = w->cap_refs ? w->cap_refs * 2 : 1024;
-		struct store_ref *r = realloc(w->refs, cap * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		w->refs = r;
-		w->cap_refs = cap;
-	}
+	if (ret)
+		return ret;
 	ret = store_put_page(w->sw, page, &w->refs[w->nrefs]);
 	if (ret) {
 		pr_err("%s: can't put a page into the store: %s\n", w->name, strerror(-ret));
@@ -85,16 +93,9 @@ int img_refs_put_ref(struct img_pages_writer *w, const struct store_ref *ref)
 
 	if (w->plen)
 		return -EINVAL;	/* only whole pages come by reference */
-	if (w->nrefs == w->cap_refs) {
-		size_t cap = w->cap_refs ? w->cap_refs * 2 : 1024;
-		struct store_ref *r = realloc(w->refs, cap * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		w->refs = r;
-		w->cap_refs = cap;
-	}
-	ret = store_put_ref(w->sw, ref);
+	ret = grow_refs(w);
+	if (!ret)
+		ret = store_put_ref(w->sw, ref);
 	if (ret)
 		return ret;
 	w->refs[w->nrefs++] = *ref;

@@ -87,6 +87,8 @@ int infect_switch(struct infect *inf, struct dthread *th);
 int infect_stop(struct infect *inf);
 
 /* cr-regs.c */
+/* Save th's registers and signal mask, to be put back by release_tree(). */
+int thread_save_regs(struct dthread *th);
 int dump_thread_regs(struct dump_ctx *ctx, struct dtask *t, struct dthread *th,
 		     Crd__ThreadEntry *e);
 /* signals queued on a thread, or on the process with shared */
