@@ -249,6 +249,7 @@ int cr_dump(const struct dump_opts *opts)
 	struct dump_ctx ctx = { .opts = opts, .dirfd = -1 };
 	struct img_store_dump sd = { };
 	struct timespec t0, t1;
+	bool finished = false;
 	size_t i;
 	int ret;
 
@@ -290,11 +291,21 @@ int cr_dump(const struct dump_opts *opts)
 			ret = dump_one_task(&ctx, &ctx.tasks[i]);
 	if (!ret)
 		ret = write_inventory(&ctx);
+	/*
+	 * Written but not committed (a coordinator commits every node's
+	 * writers at once): durable before post-dump tells it so.
+	 */
+	if (!ret && opts->store && opts->no_commit) {
+		ret = img_store_dump_finish(opts, &sd);
+		finished = true;
+	}
 	if (!ret)
 		ret = run_action_script(opts->action_script, "post-dump", opts->pid);
 	/* a tree that dies with the dump goes only once its generation is safe */
-	if (!ret && opts->store && !opts->leave_running)
+	if (!ret && opts->store && !opts->leave_running && !finished) {
 		ret = img_store_dump_finish(opts, &sd);
+		finished = true;
+	}
 	if (ret) {
 		pr_err("dump of tree %d failed; it keeps running\n", opts->pid);
 		remove_images(&ctx);
@@ -308,7 +319,7 @@ release:
 	pr_info("tree %d was frozen for %.3f s\n", opts->pid,
 		(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	/* one that runs on need not wait for the fsyncs and the commit */
-	if (!ret && opts->store && opts->leave_running)
+	if (!ret && opts->store && !finished)
 		ret = img_store_dump_finish(opts, &sd);
 	if (ctx.ft)
 		finish_net_lock(&ctx, ret);

@@ -701,6 +701,13 @@ static int finish_tree(struct restore_ctx *ctx, pid_t child)
 		free(f.thr);
 		return ret;
 	}
+	/* restored and stopped: the caller may hold it here (a coordinated thaw) */
+	ret = run_action_script(ctx->opts->action_script, "pre-resume",
+				ctx->sh->task[0].outer_pid);
+	if (ret) {
+		free(f.thr);
+		return ret;
+	}
 	/* a process that was stopped stops again as soon as we let go */
 	for (i = 0; i < ctx->nr_tasks; i++)
 		if (ctx->tasks[i].te && ctx->tasks[i].te->has_stopped && ctx->tasks[i].te->stopped)
@@ -781,6 +788,8 @@ static int restore_tree(const struct restore_opts *opts, const char *staging)
 		remap_inventory(opts, ctx.inv);
 		ret = check_tree(&ctx);
 	}
+	if (!ret && opts->has_owner)
+		ret = owner_check(&ctx, opts->owner);
 	if (!ret)
 		ret = restore_captured(&ctx);
 	if (!ret)

@@ -19,7 +19,7 @@ static void usage(FILE *f)
 		"           [--capture-path DIR]... [--shell-job] [--keep-net-locked]\n"
 		"           [--action-script FILE] [--external unix:INODE|unix:PATH]...\n"
 		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]... [--shell-job]\n"
-		"           [--keep-net-locked]\n"
+		"           [--keep-net-locked] [--action-script FILE] [--owner UID]\n"
 		"  crd net-unlock PID [--netns PATH]\n"
 		"  crd pre-dump -t PID --store DIR --job ID [--writer NAME] [--compress]\n"
 		"  crd store ls|show|verify|gc|rm ... --store DIR\n"
@@ -53,6 +53,7 @@ enum {
 	OPT_GENERATION,
 	OPT_COMPRESS,
 	OPT_NO_COMMIT,
+	OPT_OWNER,
 };
 
 static const struct option long_opts[] = {
@@ -75,6 +76,7 @@ static const struct option long_opts[] = {
 	{ "generation", required_argument, NULL, OPT_GENERATION },
 	{ "compress", no_argument, NULL, OPT_COMPRESS },
 	{ "no-commit", no_argument, NULL, OPT_NO_COMMIT },
+	{ "owner", required_argument, NULL, OPT_OWNER },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "log-file", required_argument, NULL, 'o' },
 	{ "help", no_argument, NULL, 'h' },
@@ -177,7 +179,15 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 			c->external[c->dump.n_external++] = optarg;
 			break;
 		case OPT_ACTION_SCRIPT:
-			c->dump.action_script = optarg;
+			c->dump.action_script = c->restore.action_script = optarg;
+			break;
+		case OPT_OWNER:
+			if (parse_int(optarg, &val) || val < 0) {
+				fprintf(stderr, "crd: bad --owner uid '%s'\n", optarg);
+				return -1;
+			}
+			c->restore.owner = val;
+			c->restore.has_owner = true;
 			break;
 		case OPT_NETNS:
 			c->netns = optarg;

@@ -1,6 +1,7 @@
 /* Small I/O helpers shared by every part of crd. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,11 @@ int run_action_script(const char *script, const char *action, pid_t pid)
 	if (child < 0)
 		return -errno;
 	if (child == 0) {
+		sigset_t none;
+
+		/* the restore blocks every signal; the script must not inherit that */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		setenv("CRD_ACTION", action, 1);
 		setenv("CRD_PID", spid, 1);
 		execl(script, script, action, (char *)NULL);

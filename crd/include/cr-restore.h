@@ -65,6 +65,9 @@ struct restore_ctx {
 	uint64_t vdso_size[3];	/* this kernel's [vvar], [vvar_vclock], [vdso] */
 };
 
+/* owner.c: restore --owner: nothing in the images beyond what uid has */
+int owner_check(const struct restore_ctx *ctx, uid_t uid);
+
 /* cr-restore-shmem.c: shared memory objects as memfds, before the tree exists */
 int restore_shmems(struct restore_ctx *ctx);
 int shmem_fd(const void *ctx, uint64_t id);

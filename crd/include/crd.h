@@ -54,6 +54,11 @@ struct restore_opts {
 	const char *job;
 	const char *writer;	/* whose images, when the generation holds several */
 	uint64_t generation;
+	/* run as `FILE pre-resume` once the tree is back and stopped; failure kills it */
+	const char *action_script;
+	/* refuse images that would give the tree more than user owner has */
+	bool has_owner;
+	uid_t owner;
 };
 
 /* Parse "OLD=NEW" (IPv4 or IPv6 addresses) into r; 0 or -EINVAL. */
