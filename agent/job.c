@@ -231,6 +231,27 @@ static uint64_t writer_bytes(const struct job *j, const struct tree *t)
 	return sum;
 }
 
+/*
+ * An aborted dump that got past post-dump has its writer finished already:
+ * its files go now, not only when the coordinator removes the generation.
+ */
+static void drop_writer(const struct job *j, const struct tree *t)
+{
+	static const char *const ext[] = { "pack", "idx", "done", "done.tmp" };
+	char path[4096];
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/jobs/%s/gen-%llu.partial/%s.%s", j->store, j->id,
+			 (unsigned long long)j->gen, t->writer, ext[i]);
+		if (!unlink(path))
+			alog("job %s: removed %s of the aborted generation\n", j->id, path);
+	}
+	snprintf(path, sizeof(path), "%s/jobs/%s/gen-%llu.partial", j->store, j->id,
+		 (unsigned long long)j->gen);
+	rmdir(path);	/* the last writer of this generation takes the directory along */
+}
+
 /* ------------------------------------------------------------------ trees */
 
 void tree_log_tail(const struct tree *t, char *buf, size_t size)
@@ -379,6 +400,7 @@ static void tree_crd_exit(struct agent *a, pid_t pid, int status, void *arg)
 	} else if (j->phase == J_KILLING) {
 		kill_tree_now(j, t);
 	} else if (j->phase == J_ABORTING) {
+		drop_writer(j, t);
 		t->state = T_DONE;
 	} else if (t->state == T_RELEASING || t->state == T_RESUMING) {
 		if (!ok)
