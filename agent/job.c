@@ -673,10 +673,31 @@ int job_freeze(struct job *j, uint32_t deadline_ms, char *why, size_t size)
 	return 0;
 }
 
-int job_dump(struct job *j)
+/* while trees write: their bytes so far, each second, as an EVENT */
+static void dump_tick(evutil_socket_t fd, short what, void *arg)
 {
+	struct job *j = arg;
 	int i;
 
+	if (j->phase != J_DUMPING) {
+		event_del(j->ticker);
+		return;
+	}
+	for (i = 0; i < j->ntrees; i++)
+		if (j->trees[i].state == T_DUMPING)
+			j->trees[i].bytes = writer_bytes(j, &j->trees[i]);
+	job_event(j);
+}
+
+int job_dump(struct job *j)
+{
+	struct timeval tv = { 1, 0 };
+	int i;
+
+	if (!j->ticker)
+		j->ticker = event_new(j->a->base, -1, EV_PERSIST, dump_tick, j);
+	if (j->ticker)
+		event_add(j->ticker, &tv);
 	j->phase = J_DUMPING;
 	for (i = 0; i < j->ntrees; i++)
 		j->trees[i].state = T_QUEUED;

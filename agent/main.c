@@ -192,6 +192,8 @@ static void teardown(struct agent *a)
 		job_reset_trees(j);
 		if (j->deadline)
 			event_free(j->deadline);
+		if (j->ticker)
+			event_free(j->ticker);
 		for (int i = 0; i < j->n_remap; i++)
 			free(j->remap[i]);
 		free(j->remap);

@@ -54,6 +54,33 @@ static void send_reply(struct rpc_conn *c, uint64_t id, Crjob__Op op, int err, c
 	free(tp);
 }
 
+void job_event(struct job *j)
+{
+	Crjob__Msg ev = CRJOB__MSG__INIT;
+	Crjob__Tree *trees, **tp;
+	int i;
+
+	if (!j->pending || !j->conn || !j->ntrees)
+		return;
+	trees = calloc(j->ntrees, sizeof(*trees));
+	tp = calloc(j->ntrees, sizeof(*tp));
+	if (trees && tp) {
+		for (i = 0; i < j->ntrees; i++) {
+			fill_tree(&trees[i], &j->trees[i]);
+			tp[i] = &trees[i];
+		}
+		ev.kind = CRJOB__KIND__EVENT;
+		ev.id = j->req_id;
+		ev.op = j->req_op;
+		ev.job = j->id;
+		ev.n_trees = j->ntrees;
+		ev.trees = tp;
+		rpc_send(j->conn, &ev);
+	}
+	free(trees);
+	free(tp);
+}
+
 void job_reply(struct job *j, int err, const char *fmt, ...)
 {
 	char msg[1024] = "";
@@ -272,6 +299,10 @@ void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *f
 		j = job_get(a, m->job);
 	if (!j)
 		return refuse(c, m, from, NULL, -ENOMEM, "out of memory");
+	/* a coordinator that gave up (deadline, a failed node) aborts what is in progress */
+	if (j->pending && (m->op == CRJOB__OP__ABORT || m->op == CRJOB__OP__KILL) &&
+	    j->phase != J_THAWING)
+		job_reply(j, -ECANCELED, "superseded by %s", rpc_op_name(m->op));
 	if (j->pending)
 		return refuse(c, m, from, j, -EBUSY, "a request of the job is in progress");
 	if (!phase_ok(j, m->op)) {

@@ -385,10 +385,67 @@ def dump_failure(env):
         a.stop()
 
 
+SLOW_CRD = """#!/usr/bin/env python3
+# a crd that takes its time to freeze, then asks its action script like crd does
+import os, subprocess, sys, time
+time.sleep(float(os.environ.get("SLOW_CRD_S", "1")))
+a = sys.argv
+script, pid = a[a.index("--action-script") + 1], a[a.index("-t") + 1]
+env = dict(os.environ, CRD_ACTION="post-freeze", CRD_PID=pid)
+sys.exit(1 if subprocess.call([script, "post-freeze"], env=env) else 0)
+"""
+
+
+def slow_crd(env):
+    path = os.path.join(env.tmpdir, "slow-crd")
+    with open(path, "w") as f:
+        f.write(SLOW_CRD)
+    os.chmod(path, 0o755)
+    return path
+
+
+def freeze_deadline_abort(env):
+    """a tree not frozen by the deadline fails FREEZE with ETIMEDOUT; an ABORT while a
+    FREEZE waits supersedes it; the crd held back is let go and the tree runs on"""
+    a = Agent(env, "--crd", slow_crd(env))
+    m, bg = None, None
+    try:
+        m = Memgen(env, "w1")
+        code, rep = a.call("FREEZE", "job=j", "gen=1", "deadline=200", f"tree={m.pid}")
+        assert code == 1 and rep["error"] == -110 and "not frozen within" in rep["message"], \
+            rep["out"]
+        a.ok("ABORT", "job=j")	# waits for the slow crd, told no at its hook
+        out = os.path.join(env.tmpdir, "freeze.out")
+        bg = _runner.spawn([os.path.join(env.builddir, "tests", "rpc", "rpc_send"),
+                            "--munge-socket", a.munged.socket, a.addr, "FREEZE", "job=j",
+                            "gen=2", f"tree={m.pid}"], out=out)
+        deadline = time.time() + 10
+        while "FREEZE from uid 0" not in a.logtext().split("ABORT done")[-1]:
+            assert time.time() < deadline, "the FREEZE did not arrive"
+            time.sleep(0.01)
+        a.ok("ABORT", "job=j")
+        st = _runner.wait_for(bg, 10)
+        bg = None
+        with open(out) as f:
+            got = f.read()
+        assert _runner.exit_code(st) == 1 and "superseded by ABORT" in got, got
+        assert "error -125" in got, got
+        assert _runner.alive(m.pid)
+        m.mutate()
+        m.verify(1)
+    finally:
+        if bg:
+            _runner.kill_tree(bg)
+        if m:
+            m.kill()
+        a.stop()
+
+
 CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("abort-runs-on", abort_runs_on),
          ("restore-resume", restore_resume),
          ("restore-kill", restore_kill),
          ("refused-requests", refused_requests),
          ("garbage-frame", garbage_frame),
-         ("dump-failure", dump_failure)]
+         ("dump-failure", dump_failure),
+         ("freeze-deadline-abort", freeze_deadline_abort)]
