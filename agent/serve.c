@@ -244,9 +244,10 @@ static int store_ok(const struct agent *a, const Crjob__Msg *m, uid_t caller, ch
 		snprintf(why, size, "store %s: not an absolute path", s);
 		return -EINVAL;
 	}
-	if (caller != 0 && a->conf.store && strcmp(s, a->conf.store)) {
-		snprintf(why, size, "store %s: only root may name another store than %s", s,
-			 a->conf.store);
+	/* the agent makes STORE/jobs/JOB and gives it to the owner: not just anywhere */
+	if (caller != 0 && (!a->conf.store || strcmp(s, a->conf.store))) {
+		snprintf(why, size, "store %s: only root may name a store the agent is not "
+			 "configured with", s);
 		return -EPERM;
 	}
 	return 0;

@@ -245,12 +245,15 @@ def restore_resume(env):
             time.sleep(0.01)
         m.kill()
         commit(env, a.store, "j", 1, [tree["writer"]])
-        rep = a.ok("RESTORE", "job=j", "gen=1", "node=n0",
+        rep = a.ok("RESTORE", "job=j", "gen=1", "node=n0", "remap=10.9.0.1=10.9.0.2",
                    f"tree={m.pid}:{tree['writer']}:0")
         assert rep["trees"][0]["pid"] == m.pid, rep["out"]
         assert _runner.proc_status(m.pid, "State").startswith(("t", "T")), \
             f"not held stopped: {_runner.proc_status(m.pid, 'State')}"
         a.ok("RESUME", "job=j")
+        fds = [os.readlink(f"/proc/{m.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{m.pid}/fd")]
+        assert not [f for f in fds if f.startswith(("socket:", "pipe:"))], \
+            f"the agent's hook or pipe leaked into the restored tree: {fds}"
         assert _runner.proc_status(m.pid, "Cpus_allowed_list") == "0", \
             f"binding: {_runner.proc_status(m.pid, 'Cpus_allowed_list')}"
         m.verify(1)
