@@ -327,6 +327,8 @@ static void tree_hook(struct job *j, struct tree *t, const char *action)
 	} else if (!strcmp(action, "post-dump") && t->state == T_DUMPING) {
 		t->state = T_DUMPED;
 		t->bytes = writer_bytes(j, t);
+		alog("job %s: tree %d written: %llu bytes\n", j->id, t->pid,
+		     (unsigned long long)t->bytes);
 	} else if (!strcmp(action, "pre-resume") && t->state == T_RESTORING) {
 		t->state = T_RESTORED;
 		t->restored = true;
@@ -511,6 +513,9 @@ void agent_pump(struct agent *a)
 				t->state = T_DUMPING;
 				if (ret)
 					tree_fail(j, t, "its crd is gone");
+				else
+					alog("job %s: tree %d writes (%d of at most %d)\n", j->id,
+					     t->pid, active + 1, a->conf.max_parallel);
 			} else {
 				ret = restore_start_tree(j, t);
 			}

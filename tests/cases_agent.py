@@ -197,6 +197,10 @@ def freeze_dump_thaw(env):
             m.verify(0)
         log = a.logtext()
         assert "THAW done: ok" in log, log[-2000:]
+        # max_parallel 1: the second tree writes only once the first is written
+        steps = re.findall(r"tree (\d+) (writes|written)", log)
+        assert [s[1] for s in steps] == ["writes", "written"] * 2 and \
+            steps[0][0] == steps[1][0] and steps[2][0] == steps[3][0], f"order: {steps}"
     finally:
         for m in ms:
             m.kill()
