@@ -86,10 +86,13 @@ class Agent:
         os.chmod(env.tmpdir, 0o755)
         self.log = os.path.join(env.tmpdir, "agent.log")
         exe = os.path.join(env.builddir, "agent", "crjob-agent")
-        self.pid = _runner.spawn(
-            [exe, "--config", "/dev/null", "--listen", "127.0.0.1:0", "--store", self.store,
-             "--munge-socket", self.munged.socket, "--name", "n0",
-             "--max-parallel", str(max_parallel)] + list(extra), out=self.log)
+        argv = [exe, "--listen", "127.0.0.1:0", "--store", self.store,
+                "--munge-socket", self.munged.socket, "--name", "n0"]
+        if "--config" not in extra:
+            argv += ["--config", "/dev/null"]	# not the machine's /etc/crjob/agent.conf
+        if max_parallel:
+            argv += ["--max-parallel", str(max_parallel)]
+        self.pid = _runner.spawn(argv + list(extra), out=self.log)
         deadline = time.time() + 30
         while not re.search(r"\(port (\d+)\)", self.logtext()):
             if time.time() > deadline or not _runner.alive(self.pid):
@@ -448,6 +451,56 @@ def freeze_deadline_abort(env):
         a.stop()
 
 
+def config_file(env):
+    """settings from the config file, the command line winning; a pid file while it runs;
+    a bad key refuses to start, naming file and line"""
+    conf = os.path.join(env.tmpdir, "agent.conf")
+    pidfile = os.path.join(env.tmpdir, "agent.pid")
+    with open(conf, "w") as f:
+        f.write("# comment\n\nname = fromfile\nmax_parallel = 3\n"
+                f"allow_users = root, {NOBODY}\npidfile = {pidfile}\n")
+    a = Agent(env, "--config", conf, "--name", "cli", max_parallel=None)
+    try:
+        log = a.logtext()
+        assert "node cli listening" in log and "max 3 parallel" in log, log
+        with open(pidfile) as f:
+            assert int(f.read()) == a.pid
+        rep = a.ok("PING")
+        assert rep["node"].startswith(f"node cli agent {a.addr} ip 127.0.0.1 topology cores="), \
+            rep["node"]
+    finally:
+        a.stop()
+    assert not os.path.exists(pidfile), "the pid file outlived the agent"
+    with open(conf, "a") as f:
+        f.write("frobnicate = 1\n")
+    r = _runner.run([os.path.join(env.builddir, "agent", "crjob-agent"), "--config", conf])
+    assert r.code == 2 and f"{conf}:7: unknown key 'frobnicate'" in r.out, r.out
+
+
+def sigterm_releases(env):
+    """SIGTERM while a tree is held frozen: the agent lets it go and exits; it runs on"""
+    a = Agent(env)
+    m = None
+    try:
+        m = Memgen(env, "w1")
+        a.ok("FREEZE", "job=j", f"tree={m.pid}")
+        assert _runner.proc_status(m.pid, "TracerPid") != "0", "not frozen"
+        os.kill(a.pid, signal.SIGTERM)
+        st = _runner.wait_for(a.pid, 30)
+        assert _runner.exit_code(st) == 0, f"agent exit {st}: {a.logtext()[-2000:]}"
+        a.pid = None
+        assert _runner.alive(m.pid) and _runner.proc_status(m.pid, "TracerPid") == "0", \
+            "the tree was not released"
+        rundir = re.search(r"crd logs in (/tmp/crjob-agent\.\w+)", a.logtext()).group(1)
+        assert not os.path.exists(rundir), "crd logs left"
+        m.mutate()
+        m.verify(1)
+    finally:
+        if m:
+            m.kill()
+        a.stop()
+
+
 CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("abort-runs-on", abort_runs_on),
          ("restore-resume", restore_resume),
@@ -455,4 +508,6 @@ CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("refused-requests", refused_requests),
          ("garbage-frame", garbage_frame),
          ("dump-failure", dump_failure),
-         ("freeze-deadline-abort", freeze_deadline_abort)]
+         ("freeze-deadline-abort", freeze_deadline_abort),
+         ("config-file", config_file),
+         ("sigterm-releases", sigterm_releases)]
