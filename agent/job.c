@@ -559,6 +559,52 @@ static void abort_trees(struct job *j)
 	}
 }
 
+/*
+ * The coordinator holds a job frozen between requests (FROZEN, DUMPED,
+ * RESTORED).  One that died meanwhile would leave it so forever: past
+ * hold_timeout without a request, the agent lets the trees go itself.
+ */
+static void hold_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+
+	if (j->phase != j->held || j->pending)
+		return;
+	alog("job %s: held %s for %d s without a request from its coordinator: %s\n", j->id,
+	     job_phase_name(j->phase), j->a->conf.hold_timeout_s,
+	     j->phase == J_RESTORED ? "killing the restored trees" : "aborting");
+	if (j->phase == J_RESTORED)
+		job_kill(j, NULL, 0);
+	else
+		job_abort(j);
+}
+
+static void hold(struct job *j, enum job_phase phase)
+{
+	struct timeval tv = { j->a->conf.hold_timeout_s, 0 };
+
+	j->phase = phase;
+	j->held = phase;
+	if (!j->a->conf.hold_timeout_s)
+		return;
+	if (!j->hold)
+		j->hold = evtimer_new(j->a->base, hold_expired, j);
+	if (j->hold)
+		evtimer_add(j->hold, &tv);
+}
+
+void job_orphaned(struct job *j)
+{
+	alog("job %s: the connection of its %s closed: %s\n", j->id, rpc_op_name(j->req_op),
+	     j->phase == J_FREEZING || j->phase == J_DUMPING ? "aborting" :
+	     j->phase == J_RESTORING ? "killing the restored trees" : "finishing it");
+	j->pending = false;
+	if (j->phase == J_FREEZING || j->phase == J_DUMPING)
+		job_abort(j);
+	else if (j->phase == J_RESTORING)
+		job_kill(j, NULL, 0);
+}
+
 void job_progress(struct job *j)
 {
 	struct tree *f = first_failed(j);
@@ -571,7 +617,7 @@ void job_progress(struct job *j)
 			abort_trees(j);
 			job_progress(j);
 		} else if (job_all(j, ST(T_FROZEN))) {
-			j->phase = J_FROZEN;
+			hold(j, J_FROZEN);
 			if (j->deadline)
 				event_del(j->deadline);
 			job_reply(j, 0, NULL);
@@ -581,7 +627,7 @@ void job_progress(struct job *j)
 		if (f && j->conn)
 			reply_failed(j, f);
 		else if (!f && job_all(j, ST(T_DUMPED))) {
-			j->phase = J_DUMPED;
+			hold(j, J_DUMPED);
 			job_reply(j, 0, NULL);
 		}
 		break;
@@ -607,7 +653,7 @@ void job_progress(struct job *j)
 			reply_failed(j, f);
 			job_kill(j, NULL, 0);
 		} else if (job_all(j, ST(T_RESTORED))) {
-			j->phase = J_RESTORED;
+			hold(j, J_RESTORED);
 			job_reply(j, 0, NULL);
 		}
 		break;

@@ -84,7 +84,8 @@ class Agent:
         self.store = os.path.join(env.tmpdir, "store")
         os.makedirs(self.store, exist_ok=True)
         os.chmod(env.tmpdir, 0o755)
-        self.log = os.path.join(env.tmpdir, "agent.log")
+        n = len([f for f in os.listdir(env.tmpdir) if f.startswith("agent")])
+        self.log = os.path.join(env.tmpdir, f"agent{n}.log")
         exe = os.path.join(env.builddir, "agent", "crjob-agent")
         argv = [exe, "--listen", "127.0.0.1:0", "--store", self.store,
                 "--munge-socket", self.munged.socket, "--name", "n0"]
@@ -451,6 +452,50 @@ def freeze_deadline_abort(env):
         a.stop()
 
 
+def coordinator_gone(env):
+    """a coordinator that dies: its FREEZE's connection closes -> the agent aborts; a job
+    held frozen past --hold-timeout without a request -> the agent lets it go"""
+    a = Agent(env, "--crd", slow_crd(env))
+    m, bg = None, None
+    try:
+        m = Memgen(env, "w1")
+        bg = _runner.spawn([os.path.join(env.builddir, "tests", "rpc", "rpc_send"),
+                            "--munge-socket", a.munged.socket, a.addr, "FREEZE", "job=j",
+                            f"tree={m.pid}"])
+        deadline = time.time() + 10
+        while "FREEZE from uid 0" not in a.logtext():
+            assert time.time() < deadline, "the FREEZE did not arrive"
+            time.sleep(0.01)
+        _runner.kill_tree(bg)
+        bg = None
+        deadline = time.time() + 10
+        while "job j: ABORT" not in a.logtext() and "closed: aborting" not in a.logtext():
+            assert time.time() < deadline, f"no abort: {a.logtext()[-1500:]}"
+            time.sleep(0.01)
+        a.ok("ABORT", "job=j")
+        assert _runner.alive(m.pid) and _runner.proc_status(m.pid, "TracerPid") == "0"
+    finally:
+        if bg:
+            _runner.kill_tree(bg)
+        a.stop()
+    a = Agent(env, "--hold-timeout", "1")
+    try:
+        a.ok("FREEZE", "job=j", f"tree={m.pid}")
+        assert _runner.proc_status(m.pid, "TracerPid") != "0", "not frozen"
+        deadline = time.time() + 10
+        while _runner.proc_status(m.pid, "TracerPid") != "0":
+            assert time.time() < deadline, f"still held: {a.logtext()[-1500:]}"
+            time.sleep(0.05)
+        assert "held frozen for 1 s without a request" in a.logtext(), a.logtext()[-1500:]
+        code, rep = a.call("DUMP", "job=j")
+        assert code == 1 and "the job is idle" in rep["message"], rep["out"]
+        m.mutate()
+        m.verify(1)
+    finally:
+        m.kill()
+        a.stop()
+
+
 def config_file(env):
     """settings from the config file, the command line winning; a pid file while it runs;
     a bad key refuses to start, naming file and line"""
@@ -509,5 +554,6 @@ CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("garbage-frame", garbage_frame),
          ("dump-failure", dump_failure),
          ("freeze-deadline-abort", freeze_deadline_abort),
+         ("coordinator-gone", coordinator_gone),
          ("config-file", config_file),
          ("sigterm-releases", sigterm_releases)]
