@@ -1,0 +1,118 @@
+/*
+ * Connections to the agents.  Each node has at most one request in flight
+ * (wait_id); its REPLY, or the loss of the connection, goes to the operation
+ * in progress.  A REPLY with another id is a late answer to a request the
+ * coordinator gave up on (deadline) and is dropped.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "coord.h"
+#include "log.h"
+
+/* per-tree bytes written so far, from an EVENT or a REPLY */
+static void node_progress(struct cnode *cn, Crjob__Tree **trees, size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++)
+		for (j = 0; j < cn->n->n_trees; j++)
+			if (cn->n->trees[j]->pid == trees[i]->pid && trees[i]->has_bytes) {
+				cn->n->trees[j]->has_bytes = 1;
+				cn->n->trees[j]->bytes = trees[i]->bytes;
+			}
+}
+
+static void agent_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *from,
+		      void *arg)
+{
+	struct cnode *cn = arg;
+	struct coord *co = cn->co;
+
+	if (from->uid != 0 && from->uid != co->owner) {
+		pr_warn("job %s: node %s: message from uid %u at %s ignored (not root)\n",
+			co->job, cn->n->name, from->uid, from->addr);
+		return;
+	}
+	node_progress(cn, m->trees, m->n_trees);
+	if (m->node)
+		node_progress(cn, m->node->trees, m->node->n_trees);
+	if (m->kind != CRJOB__KIND__REPLY)
+		return;
+	if (!cn->wait_id || m->id != cn->wait_id) {
+		pr_debug("job %s: node %s: late %s reply %llu dropped\n", co->job, cn->n->name,
+			 rpc_op_name(m->op), (unsigned long long)m->id);
+		return;
+	}
+	cn->wait_id = 0;
+	if (co->op)
+		co->op->node_done(co, cn, m->error, m->message, m);
+}
+
+static void agent_close(struct rpc_conn *c, int err, void *arg)
+{
+	struct cnode *cn = arg;
+	struct coord *co = cn->co;
+	char why[300];
+
+	cn->conn = NULL;
+	if (!cn->wait_id)
+		return;
+	cn->wait_id = 0;
+	snprintf(why, sizeof(why), "agent %s: %s", cn->n->agent,
+		 err ? strerror(-err) : "connection closed");
+	if (co->op)
+		co->op->node_done(co, cn, err ?: -ECONNRESET, why, NULL);
+}
+
+/* send request m to the node's agent (connecting if need be); a REPLY is awaited */
+int agent_send(struct coord *co, struct cnode *cn, Crjob__Msg *m)
+{
+	int ret;
+
+	if (!cn->conn) {
+		ret = rpc_connect(co->rpc, co->base, cn->n->agent, agent_msg, agent_close, cn,
+				  &cn->conn);
+		if (ret) {
+			cn->conn = NULL;
+			return ret;
+		}
+	}
+	m->kind = CRJOB__KIND__REQUEST;
+	m->id = ++co->next_id;
+	ret = rpc_send(cn->conn, m);
+	if (ret)
+		return ret;
+	cn->wait_id = m->id;
+	return 0;
+}
+
+/* the fields every request to an agent carries */
+void agent_request(struct coord *co, Crjob__Msg *m, Crjob__Op op)
+{
+	crjob__msg__init(m);
+	m->op = op;
+	m->job = (char *)co->job;
+	m->store = (char *)co->store_dir;
+	m->has_owner = 1;
+	m->owner = co->owner;
+}
+
+int agents_pending(const struct nodeset *ns)
+{
+	int i, n = 0;
+
+	for (i = 0; i < ns->n; i++)
+		n += !!ns->v[i]->wait_id;
+	return n;
+}
+
+/* forget the replies still awaited */
+void agents_cancel(struct nodeset *ns)
+{
+	int i;
+
+	for (i = 0; i < ns->n; i++)
+		ns->v[i]->wait_id = 0;
+}
