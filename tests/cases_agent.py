@@ -1,0 +1,394 @@
+"""crjob-agent (agent/): a real agent driven with tests/rpc/rpc_send, on memgen trees.
+
+Each case starts its own munged (tests/munge.py) and agent, and stops them by
+PID; trees are killed by PID; the runner removes the case's directory.
+"""
+import os
+import re
+import shutil
+import signal
+import stat
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import munge  # noqa: E402
+
+_runner = sys.modules["__main__"]
+NOBODY = 65534
+
+
+class Memgen:
+    """tests/store/memgen in its own directory: a process whose memory has generations"""
+
+    def __init__(self, env, name, mib=8, user=None):
+        self.work = os.path.join(env.tmpdir, name)
+        os.makedirs(self.work)
+        self.log = os.path.join(self.work, "out.log")
+        if user:
+            for d in (os.path.dirname(env.tmpdir), env.tmpdir):
+                os.chmod(d, 0o755)
+            os.chown(self.work, user, user)
+        prog = os.path.join(env.builddir, "tests", "store", "memgen")
+        self.pid = _runner.spawn([prog, str(mib), "2"], cwd=self.work, out=self.log, user=user)
+        self.gen = 0
+        deadline = time.time() + 60
+        while not os.path.exists(os.path.join(self.work, "ready")):
+            assert time.time() < deadline and _runner.alive(self.pid), "memgen did not start"
+            time.sleep(0.01)
+
+    def gens(self):
+        try:
+            with open(os.path.join(self.work, "gens")) as f:
+                return len(f.read().split("\n")) - 1
+        except OSError:
+            return 0
+
+    def mutate(self):
+        self.gen += 1
+        os.kill(self.pid, signal.SIGUSR1)
+        deadline = time.time() + 60
+        while self.gens() < self.gen:
+            assert time.time() < deadline and _runner.alive(self.pid), "memgen did not mutate"
+            time.sleep(0.005)
+
+    def verify(self, want):
+        """SIGUSR2: the process checks its memory, prints "verified G" and exits.  A
+        restored one is the agent's child (it reaps it): its output tells."""
+        os.kill(self.pid, signal.SIGUSR2)
+        deadline = time.time() + 60
+        while _runner.alive(self.pid):
+            assert time.time() < deadline, "memgen did not finish its verification"
+            time.sleep(0.01)
+        with open(self.log) as f:
+            out = f.read()
+        assert out.strip().split("\n")[-1] == f"verified {want}", \
+            f"memory of the wrong generation, or damaged: {out[-300:]}"
+
+    def kill(self):
+        if _runner.alive(self.pid):
+            _runner.kill_tree(self.pid)
+        deadline = time.time() + 10
+        while _runner.alive(self.pid) and time.time() < deadline:
+            time.sleep(0.005)
+        _runner.reap_some()
+        _runner.reaped.pop(self.pid, None)
+
+
+class Agent:
+    """crjob-agent on 127.0.0.1 (a port of its choice), with its own munged and store"""
+
+    def __init__(self, env, *extra, max_parallel=4):
+        self.env = env
+        self.munged = munge.Munged().start()
+        self.store = os.path.join(env.tmpdir, "store")
+        os.makedirs(self.store, exist_ok=True)
+        os.chmod(env.tmpdir, 0o755)
+        self.log = os.path.join(env.tmpdir, "agent.log")
+        exe = os.path.join(env.builddir, "agent", "crjob-agent")
+        self.pid = _runner.spawn(
+            [exe, "--config", "/dev/null", "--listen", "127.0.0.1:0", "--store", self.store,
+             "--munge-socket", self.munged.socket, "--name", "n0",
+             "--max-parallel", str(max_parallel)] + list(extra), out=self.log)
+        deadline = time.time() + 30
+        while not re.search(r"\(port (\d+)\)", self.logtext()):
+            if time.time() > deadline or not _runner.alive(self.pid):
+                out = self.logtext()
+                self.stop()
+                raise AssertionError(f"the agent did not start: {out[-2000:]}")
+            time.sleep(0.01)
+        self.addr = "127.0.0.1:" + re.search(r"\(port (\d+)\)", self.logtext()).group(1)
+
+    def logtext(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def call(self, op, *kv, user=None, timeout=120):
+        """rpc_send OP KEY=VALUE...; (exit code, {error, message, trees: [...]}, output)"""
+        argv = [os.path.join(self.env.builddir, "tests", "rpc", "rpc_send"),
+                "--munge-socket", self.munged.socket, self.addr, op] + list(kv)
+        if user is not None:
+            argv = [shutil.which("setpriv"), f"--reuid={user}", f"--regid={user}",
+                    "--clear-groups"] + argv
+        r = _runner.run(argv, timeout=timeout)
+        rep = {"trees": [], "out": r.out}
+        for line in r.out.splitlines():
+            w = line.split(" ", 1)
+            if w[0] == "error":
+                rep["error"] = int(w[1])
+            elif w[0] == "message":
+                rep["message"] = w[1]
+            elif w[0] == "generation":
+                rep["generation"] = int(w[1])
+            elif w[0] == "tree":
+                t = line.split()
+                rep["trees"].append({"pid": int(t[1]), "writer": t[3], "bytes": int(t[5]),
+                                     "cpuset": t[7]})
+            elif w[0] == "node" and " agent " in line:
+                rep["node"] = line
+        return r.code, rep
+
+    def ok(self, op, *kv, **kw):
+        code, rep = self.call(op, *kv, **kw)
+        assert code == 0 and rep.get("error") == 0, f"{op} failed ({code}): {rep['out']}"
+        return rep
+
+    def stop(self):
+        if self.pid and _runner.alive(self.pid):
+            os.kill(self.pid, signal.SIGTERM)
+            if _runner.wait_for(self.pid, 40) is None:
+                _runner.kill_tree(self.pid)
+        self.pid = None
+        self.munged.stop()
+
+
+def crd(env, *args):
+    return _runner.run([env.crd] + list(args), timeout=300)
+
+
+def commit(env, store, job, gen, writers):
+    args = ["store", "commit", job, str(gen), "--store", store]
+    for w in writers:
+        args += ["--writer", w]
+    r = crd(env, *args)
+    assert r.code == 0, f"commit failed: {r.out}"
+
+
+def gens_of(env, store, job):
+    r = crd(env, "store", "ls", job, "--store", store)
+    return [int(l.split()[1]) for l in r.out.splitlines()[1:] if l.split()[:1] == [job]]
+
+
+def checkpoint(a, job, trees, gen, *extra):
+    tree_args = [f"tree={t.pid}" for t in trees]
+    rep = a.ok("FREEZE", f"job={job}", f"gen={gen}", "deadline=30000", *tree_args, *extra)
+    assert rep["generation"] == gen and len(rep["trees"]) == len(trees), rep["out"]
+    assert all(t["cpuset"] != "-" for t in rep["trees"]), f"no binding recorded: {rep['out']}"
+    rep = a.ok("DUMP", f"job={job}")
+    assert all(t["bytes"] > 1 << 20 for t in rep["trees"]), f"bytes: {rep['out']}"
+    return rep
+
+
+def freeze_dump_thaw(env):
+    """FREEZE+DUMP+THAW of 2 running trees, one writing at a time: a generation the
+    coordinator commits, which restores exactly; the trees ran on; job dir 0700"""
+    a = Agent(env, max_parallel=1)
+    ms = []
+    try:
+        ms = [Memgen(env, "w1"), Memgen(env, "w2")]
+        rep = checkpoint(a, "j", ms, 1)
+        assert [t["writer"] for t in rep["trees"]] == [f"n0-{m.pid}" for m in ms], rep["out"]
+        a.ok("THAW", "job=j")
+        st = os.stat(os.path.join(a.store, "jobs", "j"))
+        assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == 0, "job directory mode"
+        commit(env, a.store, "j", 1, [t["writer"] for t in rep["trees"]])
+        assert gens_of(env, a.store, "j") == [1]
+        for m in ms:
+            assert _runner.alive(m.pid), "a tree did not survive its checkpoint"
+            m.mutate()
+        for m in ms:
+            m.kill()
+            r = crd(env, "restore", "--store", a.store, "--job", "j", "--writer",
+                    f"n0-{m.pid}", "--detach")
+            assert r.code == 0, f"restore of {m.pid} failed: {r.out}"
+            m.verify(0)
+        log = a.logtext()
+        assert "THAW done: ok" in log, log[-2000:]
+    finally:
+        for m in ms:
+            m.kill()
+        a.stop()
+
+
+def abort_runs_on(env):
+    """FREEZE+DUMP then ABORT: the trees run on unharmed, no generation is committed"""
+    a = Agent(env)
+    m = None
+    try:
+        m = Memgen(env, "w1")
+        checkpoint(a, "j", [m], 1)
+        a.ok("ABORT", "job=j")
+        assert _runner.alive(m.pid), "ABORT killed the tree"
+        assert _runner.proc_status(m.pid, "TracerPid") == "0", "the tree is still traced"
+        assert gens_of(env, a.store, "j") == [], "a generation appeared"
+        part = os.path.join(a.store, "jobs", "j", "gen-1.partial")
+        left = os.listdir(part) if os.path.isdir(part) else []
+        assert not [f for f in left if f.startswith(f"n0-{m.pid}.")], f"images left: {left}"
+        # the agent serves the job again
+        checkpoint(a, "j", [m], 2)
+        a.ok("ABORT", "job=j")
+        m.mutate()
+        m.verify(1)
+    finally:
+        if m:
+            m.kill()
+        a.stop()
+
+
+def restore_resume(env):
+    """checkpoint with stop (the tree is killed after), then RESTORE+RESUME on the agent:
+    the restored tree runs from its generation, bound as dumped, network unlocked"""
+    a = Agent(env)
+    m = None
+    try:
+        m = Memgen(env, "w1")
+        m.mutate()
+        rep = checkpoint(a, "j", [m], 1, "stop=1")
+        tree = rep["trees"][0]
+        a.ok("THAW", "job=j")
+        deadline = time.time() + 10
+        while _runner.alive(m.pid):
+            assert time.time() < deadline, "stop: the tree was not killed"
+            time.sleep(0.01)
+        m.kill()
+        commit(env, a.store, "j", 1, [tree["writer"]])
+        rep = a.ok("RESTORE", "job=j", "gen=1", "node=n0",
+                   f"tree={m.pid}:{tree['writer']}:0")
+        assert rep["trees"][0]["pid"] == m.pid, rep["out"]
+        assert _runner.proc_status(m.pid, "State").startswith(("t", "T")), \
+            f"not held stopped: {_runner.proc_status(m.pid, 'State')}"
+        a.ok("RESUME", "job=j")
+        assert _runner.proc_status(m.pid, "Cpus_allowed_list") == "0", \
+            f"binding: {_runner.proc_status(m.pid, 'Cpus_allowed_list')}"
+        m.verify(1)
+    finally:
+        if m:
+            m.kill()
+        a.stop()
+
+
+def restore_kill(env):
+    """RESTORE then KILL (the coordinator's cleanup): the restored tree is gone"""
+    a = Agent(env)
+    m = None
+    try:
+        m = Memgen(env, "w1")
+        rep = checkpoint(a, "j", [m], 1, "stop=1")
+        a.ok("THAW", "job=j")
+        m.kill()
+        commit(env, a.store, "j", 1, [rep["trees"][0]["writer"]])
+        a.ok("RESTORE", "job=j", f"tree={m.pid}")
+        assert _runner.alive(m.pid), "not restored"
+        a.ok("KILL", "job=j")
+        deadline = time.time() + 10
+        while _runner.alive(m.pid):
+            assert time.time() < deadline, "KILL left the restored tree"
+            time.sleep(0.01)
+    finally:
+        if m:
+            m.kill()
+        a.stop()
+
+
+def refused_requests(env):
+    """another uid may not freeze root's tree nor act as root; a user's own tree is
+    fine; allow_users; a missing tree; each refusal logged, the agent serves on"""
+    a = Agent(env, "--allow-users", f"{NOBODY}")
+    ms = []
+    try:
+        root_tree = Memgen(env, "w1")
+        ms.append(root_tree)
+        code, rep = a.call("FREEZE", "job=j", f"tree={root_tree.pid}", user=NOBODY)
+        assert code == 1 and rep["error"] == -1, f"nobody froze root's tree: {rep['out']}"
+        assert "not owner 65534" in rep["message"], rep["out"]
+        code, rep = a.call("FREEZE", "job=j", "owner=0", f"tree={root_tree.pid}", user=NOBODY)
+        assert code == 1 and "may not act for owner uid 0" in rep["message"], rep["out"]
+        # root is not in allow_users: refused even to root
+        code, rep = a.call("FREEZE", "job=j", f"tree={root_tree.pid}")
+        assert code == 1 and "allow_users" in rep["message"], rep["out"]
+        code, rep = a.call("FREEZE", "job=j", "tree=999999", f"owner={NOBODY}")
+        assert code == 1 and "no such process" in rep["message"], rep["out"]
+        assert _runner.proc_status(root_tree.pid, "TracerPid") == "0"
+        log = a.logtext()
+        assert log.count("refused FREEZE of job j") >= 4, log[-3000:]
+        # nobody's own tree: accepted, and its job directory is nobody's
+        own = Memgen(env, "w2", user=NOBODY)
+        ms.append(own)
+        a.ok("FREEZE", "job=k", f"tree={own.pid}", "deadline=30000", user=NOBODY)
+        st = os.stat(os.path.join(a.store, "jobs", "k"))
+        assert st.st_uid == NOBODY and stat.S_IMODE(st.st_mode) == 0o700, "job dir owner"
+        # nobody may not touch root's job, and root may abort nobody's
+        code, rep = a.call("ABORT", "job=k", user=0)
+        assert code == 0, rep["out"]
+        own.mutate()
+        own.verify(1)
+    finally:
+        for m in ms:
+            m.kill()
+        a.stop()
+
+
+def garbage_frame(env):
+    """a valid credential around bytes that are not a Msg: that connection is closed and
+    logged, the agent serves the next request"""
+    a = Agent(env)
+    try:
+        r = _runner.run([os.path.join(env.builddir, "tests", "rpc", "rpc_send"),
+                         "--munge-socket", a.munged.socket, "--garbage", a.addr])
+        assert r.code == 0 and "closed" in r.out, f"garbage answered: {r.out}"
+        rep = a.ok("PING")
+        assert "topology cores=" in rep["node"], rep["out"]
+        assert "not a Msg" in a.logtext(), a.logtext()[-2000:]
+        # another munged's key: rejected the same way
+        other = munge.Munged().start()
+        try:
+            r = _runner.run([os.path.join(env.builddir, "tests", "rpc", "rpc_send"),
+                             "--munge-socket", other.socket, a.addr, "PING"])
+            assert r.code == 3, f"a credential of another key was answered: {r.out}"
+        finally:
+            other.stop()
+        a.ok("PING")
+        assert "bad credential" in a.logtext(), a.logtext()[-2000:]
+    finally:
+        a.stop()
+
+
+def dump_failure(env):
+    """a tree crd cannot dump (a netlink socket): DUMP fails naming the tree and crd's
+    cause, ABORT lets both trees run on, and the job can be checkpointed again"""
+    a = Agent(env)
+    m, bad = None, None
+    try:
+        m = Memgen(env, "w1")
+        work = os.path.join(env.tmpdir, "bad")
+        os.mkdir(work)
+        bad = _runner.spawn([shutil.which("python3"), "-c",
+                             "import socket, time\n"
+                             "s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)\n"
+                             "open('ready', 'w').close()\n"
+                             "time.sleep(600)\n"], cwd=work)
+        deadline = time.time() + 30
+        while not os.path.exists(os.path.join(work, "ready")):
+            assert time.time() < deadline and _runner.alive(bad), "helper did not start"
+            time.sleep(0.01)
+        a.ok("FREEZE", "job=j", "gen=1", f"tree={m.pid}", f"tree={bad}")
+        code, rep = a.call("DUMP", "job=j")
+        msg = rep.get("message", "")
+        assert code == 1 and f"tree {bad}" in msg and "unsupported file type" in msg, rep["out"]
+        a.ok("ABORT", "job=j")
+        for pid in (m.pid, bad):
+            assert _runner.alive(pid), f"tree {pid} died"
+            assert _runner.proc_status(pid, "TracerPid") == "0", f"tree {pid} still traced"
+        assert gens_of(env, a.store, "j") == []
+        checkpoint(a, "j", [m], 2)
+        a.ok("ABORT", "job=j")
+        m.mutate()
+        m.verify(1)
+    finally:
+        if m:
+            m.kill()
+        if bad:
+            _runner.kill_tree(bad)
+        a.stop()
+
+
+CASES = [("freeze-dump-thaw", freeze_dump_thaw),
+         ("abort-runs-on", abort_runs_on),
+         ("restore-resume", restore_resume),
+         ("restore-kill", restore_kill),
+         ("refused-requests", refused_requests),
+         ("garbage-frame", garbage_frame),
+         ("dump-failure", dump_failure)]
