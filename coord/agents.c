@@ -6,22 +6,37 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "coord.h"
 #include "log.h"
 
-/* per-tree bytes written so far, from an EVENT or a REPLY */
+/*
+ * Per-tree bytes written so far, from an EVENT or a REPLY, and the binding
+ * the agent found at FREEZE: it goes into the job blob, and RESTORE gives it back.
+ */
 static void node_progress(struct cnode *cn, Crjob__Tree **trees, size_t n)
 {
 	size_t i, j;
 
 	for (i = 0; i < n; i++)
-		for (j = 0; j < cn->n->n_trees; j++)
-			if (cn->n->trees[j]->pid == trees[i]->pid && trees[i]->has_bytes) {
-				cn->n->trees[j]->has_bytes = 1;
-				cn->n->trees[j]->bytes = trees[i]->bytes;
+		for (j = 0; j < cn->n->n_trees; j++) {
+			Crjob__Tree *t = cn->n->trees[j];
+			char *cpuset;
+
+			if (t->pid != trees[i]->pid)
+				continue;
+			if (trees[i]->has_bytes) {
+				t->has_bytes = 1;
+				t->bytes = trees[i]->bytes;
 			}
+			if (trees[i]->cpuset && (!t->cpuset || strcmp(t->cpuset, trees[i]->cpuset)) &&
+			    (cpuset = strdup(trees[i]->cpuset))) {
+				free(t->cpuset);
+				t->cpuset = cpuset;
+			}
+		}
 }
 
 static void agent_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *from,

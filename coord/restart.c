@@ -214,10 +214,13 @@ static int map_nodes(struct coord *co, struct rst *r, const Crjob__Status *st,
 		free(n->trees);
 		n->trees = NULL;
 		n->n_trees = 0;
-		for (j = 0; j < st->nodes[i]->n_trees; j++)
-			if (node_add_tree(n, st->nodes[i]->trees[j]->pid,
-					  st->nodes[i]->trees[j]->writer))
+		for (j = 0; j < st->nodes[i]->n_trees; j++) {
+			const Crjob__Tree *t = st->nodes[i]->trees[j];
+
+			if (node_add_tree(n, t->pid, t->writer) ||
+			    (t->cpuset && !(n->trees[j]->cpuset = strdup(t->cpuset))))
 				return -ENOMEM;
+		}
 		ret = nodeset_add(co, &r->nn, n);
 		crjob__node__free_unpacked(n, NULL);
 		r->old_names[i] = strdup(st->nodes[i]->name);

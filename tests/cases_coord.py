@@ -3,7 +3,9 @@ import os
 import signal
 import sys
 import time
+import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster"))
 import fakecluster  # noqa: E402
 
@@ -141,11 +143,9 @@ def coord_restarted(env):
         assert r.returncode == 0 and "generation 3" in r.stdout, r.stderr
         r = c.crjob("shutdown", c.job)
         assert r.returncode == 0, r.stderr
-        deadline = time.time() + 10
-        while os.path.exists(os.path.join(c.store, "coord", c.job)):
-            assert time.time() < deadline, "STORE/coord/JOB left after shutdown"
-            time.sleep(0.05)
-        assert c.stop_coord() == 0
+        assert c.wait_coord() == 0, "the coordinator did not exit cleanly after shutdown"
+        assert not os.path.exists(os.path.join(c.store, "coord", c.job)), \
+            "STORE/coord/JOB left after shutdown"
         r = c.crjob("status", c.job)
         assert r.returncode == 3, f"status without a coordinator: {r.returncode}"
     _cluster(env, body)
@@ -219,6 +219,44 @@ def other_uid_denied(env):
     _cluster(env, body)
 
 
+def real_agent(env):
+    """end to end with crjob-agent and a real tree: checkpoint, checkpoint --stop, restart
+    (RESTORE + RESUME), the restored tree has the memory of the last generation"""
+    import cases_agent
+    if not os.path.exists(os.path.join(env.builddir, "agent", "crjob-agent")):
+        raise unittest.SkipTest("crjob-agent not built")
+    a = cases_agent.Agent(env)
+    m = None
+    c = fakecluster.Cluster(env.builddir, fakecluster.RunnerProcs(_runner), env.tmpdir,
+                            munged=a.munged, store=a.store)
+    try:
+        m = cases_agent.Memgen(env, "w1")
+        c.start()
+        c.start_coord("--node", f"n0,{a.addr},127.0.0.1,{m.pid}")
+        r = c.crjob("checkpoint", c.job)
+        assert r.returncode == 0, f"checkpoint: {r.returncode}: {r.stderr} {a.logtext()[-2000:]}"
+        assert _runner.alive(m.pid), "the tree did not survive its checkpoint"
+        m.mutate()
+        r = c.crjob("checkpoint", c.job, "--stop")
+        assert r.returncode == 0 and "generation 2" in r.stdout, r.stderr
+        deadline = time.time() + 10
+        while _runner.alive(m.pid):
+            assert time.time() < deadline, "--stop: the tree was not killed"
+            time.sleep(0.01)
+        m.kill()
+        assert c.store_ls() == [1, 2], c.store_ls()
+        st = c.json("status", c.job)["status"]
+        assert st["phase"] == "stopped", st
+        r = c.crjob("restart", c.job, "--node", f"n0,{a.addr},127.0.0.1")
+        assert r.returncode == 0, f"restart: {r.returncode}: {r.stderr} {a.logtext()[-2000:]}"
+        m.verify(1)
+    finally:
+        c.close()
+        if m:
+            m.kill()
+        a.stop()
+
+
 def cli_usage(env):
     """usage errors exit 2, an unknown job exits 3"""
     def body(c):
@@ -240,4 +278,5 @@ CASES = [("checkpoint-4-agents", checkpoint_four),
          ("restart-maps-nodes", restart_maps),
          ("restart-restore-fails", restart_fails),
          ("other-uid-denied", other_uid_denied),
-         ("cli-usage", cli_usage)]
+         ("cli-usage", cli_usage),
+         ("real-agent-end-to-end", real_agent)]

@@ -34,6 +34,14 @@ class Procs:
     def alive(self, pid):
         return self.p[pid].poll() is None
 
+    def wait(self, pid, timeout):
+        try:
+            rc = self.p[pid].wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        del self.p[pid]
+        return rc
+
     def stop(self, pid, sig=signal.SIGTERM, timeout=10):
         p = self.p.pop(pid)
         if p.poll() is None:
@@ -58,6 +66,9 @@ class RunnerProcs:
     def alive(self, pid):
         return self.r.alive(pid)
 
+    def wait(self, pid, timeout):
+        return self.r.exit_code(self.r.wait_for(pid, timeout))
+
     def stop(self, pid, sig=signal.SIGTERM, timeout=10):
         try:
             os.kill(pid, sig)
@@ -71,15 +82,16 @@ class RunnerProcs:
 
 
 class Cluster:
-    def __init__(self, builddir, procs=None, tmpdir=None, job="job1"):
+    def __init__(self, builddir, procs=None, tmpdir=None, job="job1", munged=None, store=None):
         self.builddir = builddir
         self.procs = procs or Procs()
         self.own_tmp = tmpdir is None
         self.dir = tmpdir or tempfile.mkdtemp(prefix="crjob-coord-")
-        self.store = os.path.join(self.dir, "store")
+        self.store = store or os.path.join(self.dir, "store")
         os.makedirs(self.store, exist_ok=True)
         self.job = job
-        self.munged = munge.Munged()
+        self.own_munged = munged is None
+        self.munged = munged or munge.Munged()
         self.agents = []        # (pid, [ports])
         self.coord_pid = None
         self.coord_log = os.path.join(self.dir, "coord.log")
@@ -87,7 +99,8 @@ class Cluster:
         self.n = 0
 
     def start(self):
-        self.munged.start()
+        if self.own_munged:
+            self.munged.start()
         return self
 
     def exe(self, *path):
@@ -140,6 +153,13 @@ class Cluster:
     def coord_addr(self):
         with open(os.path.join(self.store, "coord", self.job)) as f:
             return f.read().split()[0]
+
+    def wait_coord(self, timeout=10):
+        """the coordinator's exit code once it exits on its own, None if it does not"""
+        rc = self.procs.wait(self.coord_pid, timeout)
+        if rc is not None:
+            self.coord_pid = None
+        return rc
 
     def stop_coord(self, sig=signal.SIGTERM):
         pid, self.coord_pid = self.coord_pid, None
@@ -195,6 +215,7 @@ class Cluster:
                 self.procs.stop(pid)
             self.agents = []
         finally:
-            self.munged.stop()
+            if self.own_munged:
+                self.munged.stop()
             if self.own_tmp:
                 shutil.rmtree(self.dir, ignore_errors=True)
