@@ -126,6 +126,7 @@ static void ckpt_finish(struct coord *co, struct ckpt *k)
 		co->phase = "idle";
 		caller_reply(co, k->err, co->last_error, NULL);
 		free(k);
+		op_ended(co);
 		return;
 	}
 	if (g) {
@@ -141,6 +142,7 @@ static void ckpt_finish(struct coord *co, struct ckpt *k)
 	pr_info("job %s: %s\n", co->job, msg);
 	caller_reply(co, 0, msg, g);
 	free(k);
+	op_ended(co);
 }
 
 static void ckpt_fail(struct coord *co, struct ckpt *k, const char *node, int err,
@@ -158,6 +160,11 @@ static void ckpt_fail(struct coord *co, struct ckpt *k, const char *node, int er
 	arm_timer(co, k);
 	if (!agents_pending(&co->nodes))
 		ckpt_finish(co, k);
+}
+
+static void ckpt_cancel(struct coord *co, const char *why)
+{
+	ckpt_fail(co, co->op->data, NULL, -ECANCELED, why);
 }
 
 static int hist_add(struct coord *co, struct ckpt *k)
@@ -371,6 +378,7 @@ int ckpt_start(struct coord *co, bool stop)
 	k->t0 = now_s();
 	k->op.name = "checkpoint";
 	k->op.node_done = ckpt_node_done;
+	k->op.cancel = ckpt_cancel;
 	k->op.data = k;
 	co->op = &k->op;
 	for (i = 0; i < co->nodes.n; i++)

@@ -40,6 +40,8 @@ struct op {
 	const char *name;
 	void (*node_done)(struct coord *co, struct cnode *cn, int err, const char *why,
 			  const Crjob__Msg *m);
+	/* give up (the coordinator exits): ABORT or KILL, then end as a failure */
+	void (*cancel)(struct coord *co, const char *why);
 	void *data;
 };
 
@@ -101,6 +103,9 @@ int agent_send(struct coord *co, struct cnode *cn, Crjob__Msg *m);
 void agent_request(struct coord *co, Crjob__Msg *m, Crjob__Op op);
 int agents_pending(const struct nodeset *ns);
 void agents_cancel(struct nodeset *ns);
+
+/* main.c: an operation ended; the loop ends too if an exit waits for it */
+void op_ended(struct coord *co);
 
 /* serve.c */
 void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *from,

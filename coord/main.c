@@ -144,13 +144,34 @@ static int write_pidfile(const char *path)
 	return ret;
 }
 
+/*
+ * The first signal lets the operation in progress end cleanly (ABORT or
+ * KILL to its agents, which do not give up on their own), the second one
+ * does not wait.
+ */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct coord *co = arg;
+	char why[100];
 
-	pr_info("job %s: signal %d, exiting%s\n", co->job, (int)sig,
-		co->op ? " (the agents abort the operation in progress)" : "");
-	event_base_loopexit(co->base, NULL);
+	if (!co->op || co->exiting) {
+		pr_info("job %s: signal %d, exiting\n", co->job, (int)sig);
+		event_base_loopexit(co->base, NULL);
+		return;
+	}
+	co->exiting = true;
+	snprintf(why, sizeof(why), "coordinator: %s given up on signal %d", co->op->name,
+		 (int)sig);
+	co->op->cancel(co, why);
+}
+
+void op_ended(struct coord *co)
+{
+	/* time for the replies to leave */
+	struct timeval tv = { 0, 100 * 1000 };
+
+	if (co->exiting)
+		event_base_loopexit(co->base, &tv);
 }
 
 static int open_log(const struct opts *o)

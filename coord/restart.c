@@ -60,6 +60,7 @@ static void rst_finish(struct coord *co, struct rst *r)
 		co->phase = r->prev_phase;
 		caller_reply(co, r->err, co->last_error, NULL);
 		rst_free(r);
+		op_ended(co);
 		return;
 	}
 	/* the new layout, connections included */
@@ -74,6 +75,7 @@ static void rst_finish(struct coord *co, struct rst *r)
 	pr_info("%s\n", msg);
 	caller_reply(co, 0, msg, NULL);
 	rst_free(r);
+	op_ended(co);
 }
 
 static void broadcast(struct coord *co, struct rst *r, enum step step)
@@ -140,6 +142,17 @@ static void rst_node_done(struct coord *co, struct cnode *cn, int err, const cha
 	broadcast(co, r, RESUME);
 	if (r->err)
 		rst_fail(co, r);
+}
+
+static void rst_cancel(struct coord *co, const char *why)
+{
+	struct rst *r = co->op->data;
+
+	if (r->step == KILL)
+		return;
+	state_set_error(co, NULL, "%s", why);
+	r->err = -ECANCELED;
+	rst_fail(co, r);
 }
 
 static void rst_timeout(evutil_socket_t fd, short what, void *arg)
@@ -284,6 +297,7 @@ int restart_start(struct coord *co, const Crjob__Msg *req, char *why, size_t len
 	}
 	r->op.name = "restart";
 	r->op.node_done = rst_node_done;
+	r->op.cancel = rst_cancel;
 	r->op.data = r;
 	r->prev_phase = co->phase;
 	co->op = &r->op;

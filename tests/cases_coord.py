@@ -97,6 +97,31 @@ def hung_agent(env):
     _cluster(env, body)
 
 
+def sigterm_aborts(env):
+    """SIGTERM to the coordinator while agents are frozen: ABORT to all, then it exits"""
+    def body(c):
+        ports = c.fake_agents(3)
+        hung = c.fake_agents(1, "--drop-at", "freeze")
+        c.start_coord("--freeze-timeout", "60000", *c.node_args(ports + hung))
+        pid, out = c.crjob_bg("checkpoint", c.job)
+        deadline = time.time() + 10
+        while len([1 for _, o in _ops(c) if o == "freeze"]) < 4:
+            assert time.time() < deadline, f"no FREEZE: {_ops(c)}"
+            time.sleep(0.01)
+        os.kill(c.coord_pid, signal.SIGTERM)
+        assert c.wait_coord() == 0, "the coordinator did not exit cleanly"
+        ops = _ops(c)
+        for p in ports + hung:
+            assert (p, "abort") in ops, f"no ABORT to {p}: {ops}"
+        code = c.procs.wait(pid, 10)
+        with open(out) as f:
+            text = f.read()
+        assert code == 1 and "signal 15" in text, (code, text)
+        assert c.store_ls() == [] and not os.path.exists(
+            os.path.join(c.store, "coord", c.job)), "left behind"
+    _cluster(env, body)
+
+
 def periodic_keep(env):
     """interval 1s with --keep 2: several generations made, 2 kept"""
     def body(c):
@@ -273,6 +298,7 @@ def cli_usage(env):
 CASES = [("checkpoint-4-agents", checkpoint_four),
          ("failing-agent", failing_agent),
          ("hung-agent-deadline", hung_agent),
+         ("sigterm-aborts", sigterm_aborts),
          ("interval-keep", periodic_keep),
          ("coordinator-restarted", coord_restarted),
          ("restart-maps-nodes", restart_maps),

@@ -175,6 +175,13 @@ class Cluster:
                            timeout=timeout)
         return r
 
+    def crjob_bg(self, *args):
+        """crjob in the background: (pid, file of its output)"""
+        self.n += 1
+        out = os.path.join(self.dir, f"crjob{self.n}.out")
+        return self.procs.spawn([self.exe("crjob", "crjob"), "--store", self.store,
+                                 "--munge-socket", self.munged.socket] + list(args), out), out
+
     def json(self, *args):
         r = self.crjob("--json", *args)
         assert r.returncode == 0, f"crjob {' '.join(args)}: {r.returncode}: {r.stderr}"
