@@ -134,6 +134,7 @@ static void ckpt_finish(struct coord *co, struct ckpt *k)
 		g->total_s = t - k->t0;
 	}
 	co->phase = k->stop ? "stopped" : "idle";
+	state_save_layout(co);
 	snprintf(msg, sizeof(msg), "generation %llu committed%s: freeze-all %.1f ms, dump %.1f ms, "
 		 "commit %.1f ms, thaw-all %.1f ms%s%s", (unsigned long long)k->gen,
 		 k->stop ? " (job stopped)" : "", (k->t_frozen - k->t0) * 1e3,
@@ -225,7 +226,7 @@ static int commit(struct coord *co, struct ckpt *k)
 		for (j = 0; j < (int)co->nodes.v[i]->n->n_trees; j++)
 			writers[n++] = co->nodes.v[i]->n->trees[j]->writer;
 	writers[n++] = "coord";
-	ret = hist_add(co, k) ?: state_save_gen(co, k->gen) ?:
+	ret = hist_add(co, k) ?: state_save_gen(co, k->gen, k->stop) ?:
 	      store_commit(co->store, co->job, k->gen, writers, n);
 	free(writers);
 	if (ret) {

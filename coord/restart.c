@@ -70,6 +70,7 @@ static void rst_finish(struct coord *co, struct rst *r)
 	r->nn.n = 0;
 	co->phase = "idle";
 	co->last_error[0] = '\0';
+	state_save_layout(co);
 	snprintf(msg, sizeof(msg), "job %s restarted from generation %llu on %d nodes", co->job,
 		 (unsigned long long)r->gen, n);
 	pr_info("%s\n", msg);

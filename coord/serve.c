@@ -141,6 +141,7 @@ static void do_set_interval(struct coord *co, struct rpc_conn *c, const Crjob__M
 		co->keep = m->keep;
 	periodic_set(co, m->has_interval_s ? m->interval_s : 0);
 	pr_info("job %s: interval %u s, keep %u\n", co->job, co->interval_s, co->keep);
+	state_save_layout(co);
 	do_status(co, c, m);
 }
 
@@ -180,6 +181,7 @@ static void do_register(struct coord *co, struct rpc_conn *c, const Crjob__Msg *
 	}
 	if (!strcmp(co->phase, "stopped"))
 		co->phase = "idle";
+	state_save_layout(co);
 	do_status(co, c, m);
 }
 
@@ -189,6 +191,8 @@ static void do_shutdown(struct coord *co, struct rpc_conn *c, const Crjob__Msg *
 	struct timeval tv = { 0, 200 * 1000 };
 
 	pr_info("job %s: shutdown requested\n", co->job);
+	/* the job is over: a coordinator started later begins from the store alone */
+	state_remove_layout(co);
 	reply_to(c, m, 0, "coordinator exits", NULL, NULL, 0);
 	co->exiting = true;
 	event_base_loopexit(co->base, &tv);

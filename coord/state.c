@@ -6,6 +6,12 @@
  * know of each generation (frozen and total times, stopped).  G's own times
  * are those measured up to its commit: the thaw comes after.
  * STORE/coord/JOBID tells crjob where the coordinator listens.
+ *
+ * What changes between two checkpoints (nodes after a restart or REGISTER,
+ * interval, keep, a stop) is in STORE/coord/.JOBID.state, a packed Status
+ * replaced atomically: a coordinator started again prefers it to the last
+ * generation's unless that generation is newer.  SHUTDOWN (the job is over)
+ * removes it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -82,7 +88,7 @@ static int put_msg(struct store_writer *w, const char *name, const ProtobufCMess
 }
 
 /* writer `coord` of the partial generation gen, before its commit */
-int state_save_gen(struct coord *co, uint64_t gen)
+int state_save_gen(struct coord *co, uint64_t gen, bool stopped)
 {
 	Crjob__Msg hist = CRJOB__MSG__INIT;
 	struct store_writer *w;
@@ -97,7 +103,7 @@ int state_save_gen(struct coord *co, uint64_t gen)
 		store_writer_abort(w);
 		return -ENOMEM;
 	}
-	st->phase = "idle";
+	st->phase = stopped ? "stopped" : "idle";
 	st->last_gen = gen;
 	st->last_error = NULL;
 	hist.kind = CRJOB__KIND__REPLY;
@@ -138,13 +144,34 @@ static void load_history(struct coord *co, struct store_reader *r)
 }
 
 /* nodes, interval and keep of the stored job where the command line did not set them */
+static int apply_status(struct coord *co, Crjob__Status *st, bool nodes_given,
+			bool interval_given, bool keep_given)
+{
+	size_t i;
+	int ret = 0;
+
+	if (!nodes_given)
+		nodeset_free(&co->nodes);
+	for (i = 0; !nodes_given && !ret && i < st->n_nodes; i++)
+		ret = nodeset_add(co, &co->nodes, st->nodes[i]);
+	co->phase = strcmp(st->phase, "stopped") ? "idle" : "stopped";
+	if (!interval_given && st->has_interval_s)
+		co->interval_s = st->interval_s;
+	if (!keep_given && st->has_keep)
+		co->keep = st->keep;
+	if (st->has_owner && st->owner != co->owner)
+		pr_warn("job %s: stored owner %u, coordinator owner %u\n", co->job, st->owner,
+			co->owner);
+	return ret;
+}
+
 static int load_status(struct coord *co, struct store_reader *r, bool nodes_given,
 		       bool interval_given, bool keep_given)
 {
 	Crjob__Status *st;
-	size_t len, i;
+	size_t len;
 	void *buf;
-	int ret = 0;
+	int ret;
 
 	ret = store_get_blob(r, "job", &buf, &len);
 	if (ret)
@@ -156,17 +183,86 @@ static int load_status(struct coord *co, struct store_reader *r, bool nodes_give
 		       (unsigned long long)store_reader_gen(r));
 		return -EBADMSG;
 	}
-	for (i = 0; !nodes_given && !ret && i < st->n_nodes; i++)
-		ret = nodeset_add(co, &co->nodes, st->nodes[i]);
-	if (!interval_given && st->has_interval_s)
-		co->interval_s = st->interval_s;
-	if (!keep_given && st->has_keep)
-		co->keep = st->keep;
-	if (st->has_owner && st->owner != co->owner)
-		pr_warn("job %s: stored owner %u, coordinator owner %u\n", co->job, st->owner,
-			co->owner);
+	ret = apply_status(co, st, nodes_given, interval_given, keep_given);
 	crjob__status__free_unpacked(st, NULL);
 	return ret;
+}
+
+static void layout_path(struct coord *co, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/coord/.%s.state", co->store_dir, co->job);
+}
+
+/* the layout file, if no older than the last generation */
+static int load_layout(struct coord *co, bool nodes_given, bool interval_given, bool keep_given)
+{
+	Crjob__Status *st;
+	char path[4400];
+	uint8_t *buf;
+	long len;
+	FILE *f;
+	int ret = 0;
+
+	layout_path(co, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	buf = malloc(1 << 24);
+	len = buf ? (long)fread(buf, 1, 1 << 24, f) : -1;
+	fclose(f);
+	st = len > 0 ? crjob__status__unpack(NULL, len, buf) : NULL;
+	free(buf);
+	if (!st) {
+		pr_warn("job %s: %s unreadable, ignored\n", co->job, path);
+		return 0;
+	}
+	if (st->last_gen >= co->last_gen) {
+		ret = apply_status(co, st, nodes_given, interval_given, keep_given);
+		pr_info("job %s: layout of %s: %d nodes, phase %s\n", co->job, path, co->nodes.n,
+			co->phase);
+	}
+	crjob__status__free_unpacked(st, NULL);
+	return ret;
+}
+
+void state_save_layout(struct coord *co)
+{
+	char path[4400], tmp[4500];
+	Crjob__Status *st = state_status(co);
+	uint8_t *buf = NULL;
+	size_t len;
+	int fd, ok = 0;
+
+	if (!st)
+		return;
+	st->last_error = NULL;
+	st->phase = (char *)(strcmp(co->phase, "stopped") ? "idle" : "stopped");
+	len = crjob__status__get_packed_size(st);
+	buf = malloc(len + 1);
+	layout_path(co, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid());
+	if (buf) {
+		crjob__status__pack(st, buf);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		ok = fd >= 0 && write(fd, buf, len) == (ssize_t)len && !fsync(fd);
+		if (fd >= 0)
+			close(fd);
+		ok = ok && !rename(tmp, path);
+	}
+	if (!ok) {
+		pr_perror("job %s: can't save the layout in %s", co->job, path);
+		unlink(tmp);
+	}
+	free(buf);
+	state_status_free(st);
+}
+
+void state_remove_layout(struct coord *co)
+{
+	char path[4400];
+
+	layout_path(co, path, sizeof(path));
+	unlink(path);
 }
 
 int state_load(struct coord *co, bool nodes_given, bool interval_given, bool keep_given)
@@ -179,24 +275,26 @@ int state_load(struct coord *co, bool nodes_given, bool interval_given, bool kee
 
 	snprintf(path, sizeof(path), "%s/jobs/%s", co->store_dir, co->job);
 	if (stat(path, &sb))
-		return 0;	/* a new job */
+		return load_layout(co, nodes_given, interval_given, keep_given);
 	ret = store_list_gens(co->store, co->job, &gi, &n);
 	if (ret)
 		return ret;
 	co->last_gen = n ? gi[n - 1].gen : 0;
 	free(gi);
 	if (!co->last_gen)
-		return 0;
+		return load_layout(co, nodes_given, interval_given, keep_given);
 	ret = store_reader_open_node(co->store, co->job, co->last_gen, "coord", &r);
 	if (ret) {
 		pr_warn("job %s: generation %llu has no coordinator state: nodes from the "
 			"command line only\n", co->job, (unsigned long long)co->last_gen);
-		return 0;
+		return load_layout(co, nodes_given, interval_given, keep_given);
 	}
 	ret = load_status(co, r, nodes_given, interval_given, keep_given);
 	if (!ret)
 		load_history(co, r);
 	store_reader_close(r);
+	if (!ret)
+		ret = load_layout(co, nodes_given, interval_given, keep_given);
 	if (!ret)
 		pr_info("job %s: loaded generation %llu: %d nodes, %d history records\n",
 			co->job, (unsigned long long)co->last_gen, co->nodes.n, co->nhist);

@@ -183,6 +183,11 @@ def restart_maps(env):
         c.start_coord(*c.node_args(old))
         assert c.crjob("checkpoint", c.job, "--stop").returncode == 0
         assert c.json("status", c.job)["status"]["phase"] == "stopped"
+        c.stop_coord(signal.SIGKILL)
+        c.start_coord()
+        assert c.json("status", c.job)["status"]["phase"] == "stopped", "stop forgotten"
+        r = c.crjob("checkpoint", c.job)
+        assert r.returncode == 1 and "stopped" in r.stderr, (r.returncode, r.stderr)
         new = c.fake_agents(3) + c.fake_agents(1, "--delay-ms", "700", "--delay-at", "restore")
         args = []
         for i, p in enumerate(new):
@@ -204,6 +209,15 @@ def restart_maps(env):
         st = c.json("status", c.job)["status"]
         assert [n["name"] for n in st["nodes"]] == [f"m{i}" for i in range(4)], st
         assert st["phase"] == "idle", st
+        # the new layout survives the coordinator, and the next checkpoint uses it
+        c.stop_coord(signal.SIGKILL)
+        c.start_coord()
+        st = c.json("status", c.job)["status"]
+        assert [n["name"] for n in st["nodes"]] == [f"m{i}" for i in range(4)], st
+        r = c.crjob("checkpoint", c.job)
+        assert r.returncode == 0 and "generation 2" in r.stdout, r.stderr
+        frz = {p: kv["trees"] for _, p, o, kv in c.agent_lines() if o == "freeze" and p in new}
+        assert frz == {p: f"{1000 + i}:m{i}-{1000 + i}" for i, p in enumerate(new)}, frz
     _cluster(env, body)
 
 
