@@ -27,7 +27,8 @@ struct rst {
 	int err;
 	const char *prev_phase;
 	struct nodeset nn;		/* the new nodes, with the old nodes' trees */
-	char **old_names;
+	char **old_names;		/* the generation's node names, nold of them */
+	size_t nold;
 	Crjob__IpRemap **remap;
 	size_t nremap;
 	struct event *timer;
@@ -38,7 +39,7 @@ static void rst_free(struct rst *r)
 	size_t i;
 
 	nodeset_free(&r->nn);
-	for (i = 0; r->old_names && i < (size_t)r->nn.n; i++)
+	for (i = 0; r->old_names && i < r->nold; i++)
 		free(r->old_names[i]);
 	free(r->old_names);
 	for (i = 0; i < r->nremap; i++)
@@ -217,6 +218,7 @@ static int map_nodes(struct coord *co, struct rst *r, const Crjob__Status *st,
 	r->old_names = calloc(st->n_nodes + 1, sizeof(char *));
 	if (!r->old_names)
 		return -ENOMEM;
+	r->nold = st->n_nodes;
 	for (i = 0; i < st->n_nodes; i++) {
 		Crjob__Node *n = msg_dup(req->nodes[i]);
 		size_t j;
