@@ -123,11 +123,24 @@ int agents_pending(const struct nodeset *ns)
 	return n;
 }
 
-/* forget the replies still awaited */
+/*
+ * Forget the replies still awaited.  The connection of a node that did not
+ * answer is closed: what is queued on it (a FREEZE its agent never got, say,
+ * behind a dropped link) must not reach the agent later.
+ */
 void agents_cancel(struct nodeset *ns)
 {
 	int i;
 
-	for (i = 0; i < ns->n; i++)
-		ns->v[i]->wait_id = 0;
+	for (i = 0; i < ns->n; i++) {
+		struct cnode *cn = ns->v[i];
+
+		if (cn->wait_id && cn->conn) {
+			pr_warn("node %s: no reply from agent %s, connection closed\n",
+				cn->n->name, cn->n->agent);
+			rpc_conn_close(cn->conn);
+			cn->conn = NULL;
+		}
+		cn->wait_id = 0;
+	}
 }
