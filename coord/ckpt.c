@@ -31,7 +31,7 @@ struct ckpt {
 	int err;			/* the failure that made it abort */
 	char warn[300];			/* a thaw that failed after the commit */
 	struct event *timer;
-	double t0, t_frozen, t_dumped, t_committed;
+	double t0, t_sent, t_frozen, t_dumped, t_committed;	/* t_sent: all FREEZEs sealed */
 };
 
 static void ckpt_fail(struct coord *co, struct ckpt *k, const char *node, int err,
@@ -135,9 +135,10 @@ static void ckpt_finish(struct coord *co, struct ckpt *k)
 	}
 	co->phase = k->stop ? "stopped" : "idle";
 	state_save_layout(co);
-	snprintf(msg, sizeof(msg), "generation %llu committed%s: freeze-all %.1f ms, dump %.1f ms, "
-		 "commit %.1f ms, thaw-all %.1f ms%s%s", (unsigned long long)k->gen,
+	snprintf(msg, sizeof(msg), "generation %llu committed%s: freeze-all %.1f ms (sent in %.1f ms), "
+		 "dump %.1f ms, commit %.1f ms, thaw-all %.1f ms%s%s", (unsigned long long)k->gen,
 		 k->stop ? " (job stopped)" : "", (k->t_frozen - k->t0) * 1e3,
+		 (k->t_sent - k->t0) * 1e3,
 		 (k->t_dumped - k->t_frozen) * 1e3, (k->t_committed - k->t_dumped) * 1e3,
 		 (t - k->t_committed) * 1e3, k->warn[0] ? "; " : "", k->warn);
 	pr_info("job %s: %s\n", co->job, msg);
@@ -389,5 +390,8 @@ int ckpt_start(struct coord *co, bool stop)
 	co->phase = "freezing";
 	arm_timer(co, k);
 	broadcast(co, k, FREEZE);
+	/* k is gone if every agent was unreachable */
+	if (co->op == &k->op)
+		k->t_sent = now_s();
 	return 0;
 }
