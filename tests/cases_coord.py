@@ -296,6 +296,39 @@ def real_agent(env):
         a.stop()
 
 
+def progress_on_tty(env):
+    """crjob checkpoint draws a progress bar on stderr when it is a terminal, not otherwise"""
+    def body(c):
+        ports = c.fake_agents(4, "--delay-ms", "150")
+        c.start_coord(*c.node_args(ports))
+        master, slave = os.openpty()
+        try:
+            pid = _runner.spawn([c.exe("crjob", "crjob"), "--store", c.store, "--munge-socket",
+                                 c.munged.socket, "checkpoint", c.job], tty=slave)
+            os.close(slave)
+            slave = None
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            code = _runner.exit_code(_runner.wait_for(pid, 30))
+        finally:
+            os.close(master)
+            if slave is not None:
+                os.close(slave)
+        text = out.decode(errors="replace")
+        assert code == 0 and "generation 1 committed" in text, (code, text)
+        assert "] dumping" in text and "/4 nodes" in text, f"no progress bar: {text!r}"
+        r = c.crjob("checkpoint", c.job)
+        assert r.returncode == 0 and "nodes" not in r.stderr, f"a bar on a pipe: {r.stderr!r}"
+    _cluster(env, body)
+
+
 def cli_usage(env):
     """usage errors exit 2, an unknown job exits 3"""
     def body(c):
@@ -318,5 +351,6 @@ CASES = [("checkpoint-4-agents", checkpoint_four),
          ("restart-maps-nodes", restart_maps),
          ("restart-restore-fails", restart_fails),
          ("other-uid-denied", other_uid_denied),
+         ("progress-on-tty", progress_on_tty),
          ("cli-usage", cli_usage),
          ("real-agent-end-to-end", real_agent)]
