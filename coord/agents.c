@@ -39,15 +39,13 @@ static void node_progress(struct cnode *cn, Crjob__Tree **trees, size_t n)
 		}
 }
 
-static void agent_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *from,
-		      void *arg)
+/* a message from a node's agent (from the main loop or an io thread's note) */
+void agent_on_msg(struct coord *co, struct cnode *cn, const Crjob__Msg *m, uid_t uid,
+		  const char *addr)
 {
-	struct cnode *cn = arg;
-	struct coord *co = cn->co;
-
-	if (from->uid != 0 && from->uid != co->owner) {
+	if (uid != 0 && uid != co->owner) {
 		pr_warn("job %s: node %s: message from uid %u at %s ignored (not root)\n",
-			co->job, cn->n->name, from->uid, from->addr);
+			co->job, cn->n->name, uid, addr);
 		return;
 	}
 	node_progress(cn, m->trees, m->n_trees);
@@ -65,14 +63,15 @@ static void agent_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_
 		co->op->node_done(co, cn, m->error, m->message, m);
 }
 
-static void agent_close(struct rpc_conn *c, int err, void *arg)
+/*
+ * The connection that carried request id closed, or the request could not be
+ * sent: the node fails if that is the request it waits for.
+ */
+void agent_on_close(struct coord *co, struct cnode *cn, int err, uint64_t id)
 {
-	struct cnode *cn = arg;
-	struct coord *co = cn->co;
 	char why[300];
 
-	cn->conn = NULL;
-	if (!cn->wait_id)
+	if (!cn->wait_id || id != cn->wait_id)
 		return;
 	cn->wait_id = 0;
 	snprintf(why, sizeof(why), "agent %s: %s", cn->n->agent,
@@ -81,11 +80,38 @@ static void agent_close(struct rpc_conn *c, int err, void *arg)
 		co->op->node_done(co, cn, err ?: -ECONNRESET, why, NULL);
 }
 
-/* send request m to the node's agent (connecting if need be); a REPLY is awaited */
+static void agent_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *from,
+		      void *arg)
+{
+	struct cnode *cn = arg;
+
+	agent_on_msg(cn->co, cn, m, from->uid, from->addr);
+}
+
+static void agent_close(struct rpc_conn *c, int err, void *arg)
+{
+	struct cnode *cn = arg;
+
+	cn->conn = NULL;
+	agent_on_close(cn->co, cn, err, cn->wait_id);
+}
+
+/*
+ * Send request m to the node's agent (connecting if need be); a REPLY is
+ * awaited.  With io threads, a failure to send comes back later as a close.
+ */
 int agent_send(struct coord *co, struct cnode *cn, Crjob__Msg *m)
 {
 	int ret;
 
+	m->kind = CRJOB__KIND__REQUEST;
+	m->id = ++co->next_id;
+	if (co->shards) {
+		ret = shard_send(co, cn, m);
+		if (!ret)
+			cn->wait_id = m->id;
+		return ret;
+	}
 	if (!cn->conn) {
 		ret = rpc_connect(co->rpc, co->base, cn->n->agent, agent_msg, agent_close, cn,
 				  &cn->conn);
@@ -94,8 +120,6 @@ int agent_send(struct coord *co, struct cnode *cn, Crjob__Msg *m)
 			return ret;
 		}
 	}
-	m->kind = CRJOB__KIND__REQUEST;
-	m->id = ++co->next_id;
 	ret = rpc_send(cn->conn, m);
 	if (ret)
 		return ret;
@@ -135,12 +159,43 @@ void agents_cancel(struct nodeset *ns)
 	for (i = 0; i < ns->n; i++) {
 		struct cnode *cn = ns->v[i];
 
-		if (cn->wait_id && cn->conn) {
+		if (cn->wait_id) {
 			pr_warn("node %s: no reply from agent %s, connection closed\n",
 				cn->n->name, cn->n->agent);
-			rpc_conn_close(cn->conn);
-			cn->conn = NULL;
+			agent_drop_conn(cn->co, cn);
 		}
 		cn->wait_id = 0;
 	}
+}
+
+void agent_drop_conn(struct coord *co, struct cnode *cn)
+{
+	if (co->shards) {
+		shard_close(co, cn);
+		return;
+	}
+	if (cn->conn)
+		rpc_conn_close(cn->conn);
+	cn->conn = NULL;
+}
+
+void nodeset_free(struct coord *co, struct nodeset *ns)
+{
+	int i;
+
+	for (i = 0; i < ns->n; i++) {
+		struct cnode *cn = ns->v[i];
+
+		if (co->shards) {
+			shard_free(co, cn);
+			continue;
+		}
+		if (cn->conn)
+			rpc_conn_close(cn->conn);
+		crjob__node__free_unpacked(cn->n, NULL);
+		free(cn);
+	}
+	free(ns->v);
+	ns->v = NULL;
+	ns->n = 0;
 }

@@ -21,10 +21,13 @@ struct coord;
 struct cnode {
 	struct coord *co;
 	Crjob__Node *n;			/* name, agent, ip, trees (owned, unpacked copy) */
-	struct rpc_conn *conn;		/* to its agent, NULL until needed */
+	struct rpc_conn *conn;		/* to its agent, NULL until needed (io thread's) */
 	uint64_t wait_id;		/* request awaiting its REPLY, 0 if none */
 	double t_frozen;		/* when its FREEZE reply came */
 	double t_thawed;
+	void *shard_ptr;		/* its io thread, NULL before its first request */
+	uint64_t sent_id;		/* io thread: last request sent on conn */
+	bool dying;			/* freed once its io thread let go of it */
 };
 
 struct nodeset {
@@ -61,6 +64,8 @@ struct coord {
 	char coord_file[4400];
 	uid_t owner;
 	uint32_t interval_s, keep, freeze_timeout_ms;
+	int io_threads;
+	struct shards *shards;		/* agent io threads, NULL: all in the main loop */
 
 	struct nodeset nodes;		/* the job's current layout */
 	const char *phase;		/* idle|freezing|dumping|committing|thawing|restoring|stopped */
@@ -83,7 +88,6 @@ void *msg_dup(const void *m);
 Crjob__Node *node_new(const char *name, const char *agent, const char *ip);
 int node_add_tree(Crjob__Node *n, uint32_t pid, const char *writer);
 int node_parse_spec(const char *spec, Crjob__Node **out);
-void nodeset_free(struct nodeset *ns);
 int nodeset_add(struct coord *co, struct nodeset *ns, const Crjob__Node *n);
 void writer_name(char *buf, size_t len, const char *node, uint32_t pid);
 Crjob__Generation *hist_find(struct coord *co, uint64_t gen);
@@ -102,12 +106,24 @@ void state_set_error(struct coord *co, const char *node, const char *fmt, ...)
 
 /* agents.c */
 int agent_send(struct coord *co, struct cnode *cn, Crjob__Msg *m);
+void agent_on_msg(struct coord *co, struct cnode *cn, const Crjob__Msg *m, uid_t uid,
+		  const char *addr);
+void agent_on_close(struct coord *co, struct cnode *cn, int err, uint64_t id);
+void agent_drop_conn(struct coord *co, struct cnode *cn);
+void nodeset_free(struct coord *co, struct nodeset *ns);
 void agent_request(struct coord *co, Crjob__Msg *m, Crjob__Op op);
 int agents_pending(const struct nodeset *ns);
 void agents_cancel(struct nodeset *ns);
 
 /* main.c: an operation ended; the loop ends too if an exit waits for it */
 void op_ended(struct coord *co);
+
+/* shard.c: agent io threads */
+int shards_init(struct coord *co, int n);
+void shards_stop(struct coord *co);
+int shard_send(struct coord *co, struct cnode *cn, const Crjob__Msg *m);
+void shard_close(struct coord *co, struct cnode *cn);
+void shard_free(struct coord *co, struct cnode *cn);
 
 /* serve.c */
 void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *from,

@@ -18,7 +18,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: crjob-coord --job JOBID --store DIR [--listen HOST:PORT]\n"
 		"         [--munge-socket PATH] [--owner UID] [--node SPEC]... [--interval SECONDS]\n"
-		"         [--keep K] [--freeze-timeout MS] [--log FILE] [--pidfile FILE] [-v]\n"
+		"         [--keep K] [--freeze-timeout MS] [--log FILE] [--pidfile FILE]\n"
+		"         [--io-threads N] [-v]\n"
 		"  SPEC = NAME,AGENT_HOST:PORT,IP[,PID[+PID...]]\n");
 }
 
@@ -29,7 +30,7 @@ struct opts {
 };
 
 enum { OPT_JOB = 256, OPT_STORE, OPT_LISTEN, OPT_MUNGE, OPT_OWNER, OPT_NODE, OPT_INTERVAL,
-       OPT_KEEP, OPT_FREEZE_TIMEOUT, OPT_LOG, OPT_PIDFILE };
+       OPT_KEEP, OPT_FREEZE_TIMEOUT, OPT_LOG, OPT_PIDFILE, OPT_IO_THREADS };
 
 static const struct option long_opts[] = {
 	{ "job", required_argument, NULL, OPT_JOB },
@@ -43,6 +44,7 @@ static const struct option long_opts[] = {
 	{ "freeze-timeout", required_argument, NULL, OPT_FREEZE_TIMEOUT },
 	{ "log", required_argument, NULL, OPT_LOG },
 	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+	{ "io-threads", required_argument, NULL, OPT_IO_THREADS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 }
@@ -113,6 +115,11 @@ static int parse_opts(struct coord *co, struct opts *o, int argc, char **argv)
 			if (parse_uint(optarg, "--freeze-timeout", &co->freeze_timeout_ms) ||
 			    !co->freeze_timeout_ms)
 				return 2;
+			break;
+		case OPT_IO_THREADS:
+			if (parse_uint(optarg, "--io-threads", &v) || v > 64)
+				return 2;
+			co->io_threads = v;
 			break;
 		case OPT_LOG: o->log = optarg; break;
 		case OPT_PIDFILE: o->pidfile = optarg; break;
@@ -201,7 +208,8 @@ static int start(struct coord *co, struct opts *o)
 	co->base = event_base_new();
 	if (!co->base)
 		return -ENOMEM;
-	ret = rpc_listen(co->rpc, co->base, co->listen, serve_msg, serve_close, co, &co->lst) ?:
+	ret = shards_init(co, co->io_threads) ?:
+	      rpc_listen(co->rpc, co->base, co->listen, serve_msg, serve_close, co, &co->lst) ?:
 	      state_write_coord_file(co, rpc_listener_port(co->lst)) ?:
 	      periodic_init(co);
 	if (!ret && o->pidfile)
@@ -221,7 +229,8 @@ static void stop(struct coord *co, struct opts *o)
 	if (o->pidfile)
 		unlink(o->pidfile);
 	periodic_free(co);
-	nodeset_free(&co->nodes);
+	nodeset_free(co, &co->nodes);
+	shards_stop(co);
 	if (co->lst)
 		rpc_listener_free(co->lst);
 	for (i = 0; i < co->nhist; i++)
@@ -239,6 +248,7 @@ int main(int argc, char **argv)
 {
 	struct coord co = {
 		.listen = "0.0.0.0:0", .owner = getuid(), .freeze_timeout_ms = 10000,
+		.io_threads = 4,
 		.phase = "idle",
 	};
 	struct event *sig[2] = { 0 };

@@ -34,11 +34,11 @@ struct rst {
 	struct event *timer;
 };
 
-static void rst_free(struct rst *r)
+static void rst_free(struct coord *co, struct rst *r)
 {
 	size_t i;
 
-	nodeset_free(&r->nn);
+	nodeset_free(co, &r->nn);
 	for (i = 0; r->old_names && i < r->nold; i++)
 		free(r->old_names[i]);
 	free(r->old_names);
@@ -60,12 +60,12 @@ static void rst_finish(struct coord *co, struct rst *r)
 	if (r->err) {
 		co->phase = r->prev_phase;
 		caller_reply(co, r->err, co->last_error, NULL);
-		rst_free(r);
+		rst_free(co, r);
 		op_ended(co);
 		return;
 	}
 	/* the new layout, connections included */
-	nodeset_free(&co->nodes);
+	nodeset_free(co, &co->nodes);
 	co->nodes = r->nn;
 	r->nn.v = NULL;
 	r->nn.n = 0;
@@ -76,7 +76,7 @@ static void rst_finish(struct coord *co, struct rst *r)
 		 (unsigned long long)r->gen, n);
 	pr_info("%s\n", msg);
 	caller_reply(co, 0, msg, NULL);
-	rst_free(r);
+	rst_free(co, r);
 	op_ended(co);
 }
 
@@ -295,7 +295,7 @@ int restart_start(struct coord *co, const Crjob__Msg *req, char *why, size_t len
 	if (!ret && !(r->timer = evtimer_new(co->base, rst_timeout, co)))
 		ret = -ENOMEM;
 	if (ret) {
-		rst_free(r);
+		rst_free(co, r);
 		return ret;
 	}
 	r->op.name = "restart";

@@ -162,10 +162,8 @@ static void do_register(struct coord *co, struct rpc_conn *c, const Crjob__Msg *
 				ret = -ENOMEM;
 				break;
 			}
-			if (co->nodes.v[j]->conn && strcmp(co->nodes.v[j]->n->agent, copy->agent)) {
-				rpc_conn_close(co->nodes.v[j]->conn);
-				co->nodes.v[j]->conn = NULL;
-			}
+			if (strcmp(co->nodes.v[j]->n->agent, copy->agent))
+				agent_drop_conn(co, co->nodes.v[j]);
 			crjob__node__free_unpacked(co->nodes.v[j]->n, NULL);
 			co->nodes.v[j]->n = copy;
 		} else {

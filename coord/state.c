@@ -151,7 +151,7 @@ static int apply_status(struct coord *co, Crjob__Status *st, bool nodes_given,
 	int ret = 0;
 
 	if (!nodes_given)
-		nodeset_free(&co->nodes);
+		nodeset_free(co, &co->nodes);
 	for (i = 0; !nodes_given && !ret && i < st->n_nodes; i++)
 		ret = nodeset_add(co, &co->nodes, st->nodes[i]);
 	co->phase = strcmp(st->phase, "stopped") ? "idle" : "stopped";

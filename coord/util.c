@@ -118,21 +118,6 @@ out:
 	return ret;
 }
 
-void nodeset_free(struct nodeset *ns)
-{
-	int i;
-
-	for (i = 0; i < ns->n; i++) {
-		if (ns->v[i]->conn)
-			rpc_conn_close(ns->v[i]->conn);
-		crjob__node__free_unpacked(ns->v[i]->n, NULL);
-		free(ns->v[i]);
-	}
-	free(ns->v);
-	ns->v = NULL;
-	ns->n = 0;
-}
-
 /* a copy of n, appended (each cnode allocated alone: connections point at it) */
 int nodeset_add(struct coord *co, struct nodeset *ns, const Crjob__Node *n)
 {
