@@ -48,11 +48,13 @@ def checkpoint_four(env):
 
 
 def failing_agent(env):
-    """an agent failing DUMP: exit 1 naming the node, ABORT to all, no new generation"""
+    """an agent failing DUMP: exit 1 naming the node, ABORT to all, no new generation
+    (without io threads)"""
     def body(c):
         ports = c.fake_agents(3)
         bad = c.fake_agents(1, "--fail-at", "dump")
-        c.start_coord(*c.node_args(ports))
+        # all agent i/o in the main loop (io threads are the default elsewhere)
+        c.start_coord("--io-threads", "0", *c.node_args(ports))
         r = c.crjob("checkpoint", c.job)
         assert r.returncode == 0, f"first checkpoint: {r.stderr}"
         r = c.crjob("register", c.job, "--node", c.spec(3, bad[0], [1003]))
