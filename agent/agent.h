@@ -149,6 +149,7 @@ struct job {
 	Crjob__Op req_op;
 	bool pending;		/* a request waits (conn NULL: its connection closed) */
 	struct event *deadline;
+	struct event *ticker;	/* DUMP progress EVENTs */
 	struct agent *a;
 };
 
@@ -171,6 +172,8 @@ struct agent {
 /* ------------------------------------------------------------------ serve.c */
 void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *from, void *arg);
 void serve_close(struct rpc_conn *c, int err, void *arg);
+/* an EVENT with the trees' progress to the job's pending request */
+void job_event(struct job *j);
 /* answer the job's pending request (and forget it) */
 void job_reply(struct job *j, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -30,7 +30,9 @@ static void child_exec(char *const argv[], const struct spawn_opts *o)
 
 	if (null < 0)
 		_exit(127);
-	if (o->hook_fd >= 0 && dup2(o->hook_fd, 3) < 0)
+	/* dup2() onto itself would keep close-on-exec */
+	if (o->hook_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 :
+	    o->hook_fd >= 0 && dup2(o->hook_fd, 3) < 0)
 		_exit(127);
 	if (dup2(null, 0) < 0 || dup2(o->out_fd >= 0 ? o->out_fd : null, 1) < 0 ||
 	    dup2(o->err_fd >= 0 ? o->err_fd : null, 2) < 0)

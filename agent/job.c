@@ -327,6 +327,8 @@ static void tree_hook(struct job *j, struct tree *t, const char *action)
 	} else if (!strcmp(action, "post-dump") && t->state == T_DUMPING) {
 		t->state = T_DUMPED;
 		t->bytes = writer_bytes(j, t);
+		alog("job %s: tree %d written: %llu bytes\n", j->id, t->pid,
+		     (unsigned long long)t->bytes);
 	} else if (!strcmp(action, "pre-resume") && t->state == T_RESTORING) {
 		t->state = T_RESTORED;
 		t->restored = true;
@@ -511,6 +513,9 @@ void agent_pump(struct agent *a)
 				t->state = T_DUMPING;
 				if (ret)
 					tree_fail(j, t, "its crd is gone");
+				else
+					alog("job %s: tree %d writes (%d of at most %d)\n", j->id,
+					     t->pid, active + 1, a->conf.max_parallel);
 			} else {
 				ret = restore_start_tree(j, t);
 			}
@@ -673,10 +678,31 @@ int job_freeze(struct job *j, uint32_t deadline_ms, char *why, size_t size)
 	return 0;
 }
 
-int job_dump(struct job *j)
+/* while trees write: their bytes so far, each second, as an EVENT */
+static void dump_tick(evutil_socket_t fd, short what, void *arg)
 {
+	struct job *j = arg;
 	int i;
 
+	if (j->phase != J_DUMPING) {
+		event_del(j->ticker);
+		return;
+	}
+	for (i = 0; i < j->ntrees; i++)
+		if (j->trees[i].state == T_DUMPING)
+			j->trees[i].bytes = writer_bytes(j, &j->trees[i]);
+	job_event(j);
+}
+
+int job_dump(struct job *j)
+{
+	struct timeval tv = { 1, 0 };
+	int i;
+
+	if (!j->ticker)
+		j->ticker = event_new(j->a->base, -1, EV_PERSIST, dump_tick, j);
+	if (j->ticker)
+		event_add(j->ticker, &tv);
 	j->phase = J_DUMPING;
 	for (i = 0; i < j->ntrees; i++)
 		j->trees[i].state = T_QUEUED;

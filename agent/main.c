@@ -192,6 +192,8 @@ static void teardown(struct agent *a)
 		job_reset_trees(j);
 		if (j->deadline)
 			event_free(j->deadline);
+		if (j->ticker)
+			event_free(j->ticker);
 		for (int i = 0; i < j->n_remap; i++)
 			free(j->remap[i]);
 		free(j->remap);
@@ -245,9 +247,9 @@ int main(int argc, char **argv)
 	for (i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
 	topo_summary(a.topo, topo, sizeof(topo));
-	alog("node %s listening on %s (port %d), store %s, crd %s, max %d parallel, %s\n",
-	     a.conf.name, a.conf.listen, rpc_listener_port(a.listener),
-	     a.conf.store ?: "(per request)", a.crd, a.conf.max_parallel, topo);
+	alog("node %s listening on %s (port %d), store %s, crd %s, max %d parallel, %s, "
+	     "crd logs in %s\n", a.conf.name, a.conf.listen, rpc_listener_port(a.listener),
+	     a.conf.store ?: "(per request)", a.crd, a.conf.max_parallel, topo, a.rundir);
 	child_reap(&a);
 	event_base_dispatch(a.base);
 	for (i = 0; i < 3; i++)

@@ -17,21 +17,27 @@
 
 int restore_start_tree(struct job *j, struct tree *t)
 {
-	char gen[24], owner[16];
-	char *argv[64] = {
-		j->a->crd, "restore", "--store", j->store, "--job", j->id, "--writer", t->writer,
-		"--detach", "--keep-net-locked", "--owner", owner,
-		"--action-script", j->a->self, "-o", t->log,
-	};
-	int argc = 16, i, ret;
+	static const int fixed = 16;
+	char gen[24], owner[16], **argv;
+	int argc = fixed, i, ret;
 
+	/* the fixed arguments, --generation, a --remap-ip per node, --pidns, NULL */
+	argv = calloc(fixed + 2 + 2 * j->n_remap + 2, sizeof(*argv));
+	if (!argv) {
+		tree_fail(j, t, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(argv, (char *[]){ j->a->crd, "restore", "--store", j->store, "--job", j->id,
+				 "--writer", t->writer, "--detach", "--keep-net-locked",
+				 "--owner", owner, "--action-script", j->a->self, "-o", t->log },
+	       fixed * sizeof(*argv));
 	snprintf(owner, sizeof(owner), "%u", (unsigned)j->owner);
 	if (j->gen) {
 		snprintf(gen, sizeof(gen), "%llu", (unsigned long long)j->gen);
 		argv[argc++] = "--generation";
 		argv[argc++] = gen;
 	}
-	for (i = 0; i < j->n_remap && argc < 60; i++) {
+	for (i = 0; i < j->n_remap; i++) {
 		argv[argc++] = "--remap-ip";
 		argv[argc++] = j->remap[i];
 	}
@@ -43,6 +49,7 @@ int restore_start_tree(struct job *j, struct tree *t)
 	t->state = T_RESTORING;
 	t->restored = false;
 	ret = tree_spawn_crd(j, t, argv, true, NULL);
+	free(argv);
 	if (ret)
 		tree_fail(j, t, "can't start crd restore: %s", strerror(-ret));
 	return ret;

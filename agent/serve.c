@@ -54,6 +54,33 @@ static void send_reply(struct rpc_conn *c, uint64_t id, Crjob__Op op, int err, c
 	free(tp);
 }
 
+void job_event(struct job *j)
+{
+	Crjob__Msg ev = CRJOB__MSG__INIT;
+	Crjob__Tree *trees, **tp;
+	int i;
+
+	if (!j->pending || !j->conn || !j->ntrees)
+		return;
+	trees = calloc(j->ntrees, sizeof(*trees));
+	tp = calloc(j->ntrees, sizeof(*tp));
+	if (trees && tp) {
+		for (i = 0; i < j->ntrees; i++) {
+			fill_tree(&trees[i], &j->trees[i]);
+			tp[i] = &trees[i];
+		}
+		ev.kind = CRJOB__KIND__EVENT;
+		ev.id = j->req_id;
+		ev.op = j->req_op;
+		ev.job = j->id;
+		ev.n_trees = j->ntrees;
+		ev.trees = tp;
+		rpc_send(j->conn, &ev);
+	}
+	free(trees);
+	free(tp);
+}
+
 void job_reply(struct job *j, int err, const char *fmt, ...)
 {
 	char msg[1024] = "";
@@ -217,10 +244,97 @@ static int store_ok(const struct agent *a, const Crjob__Msg *m, uid_t caller, ch
 		snprintf(why, size, "store %s: not an absolute path", s);
 		return -EINVAL;
 	}
-	if (caller != 0 && a->conf.store && strcmp(s, a->conf.store)) {
-		snprintf(why, size, "store %s: only root may name another store than %s", s,
-			 a->conf.store);
+	/* the agent makes STORE/jobs/JOB and gives it to the owner: not just anywhere */
+	if (caller != 0 && (!a->conf.store || strcmp(s, a->conf.store))) {
+		snprintf(why, size, "store %s: only root may name a store the agent is not "
+			 "configured with", s);
 		return -EPERM;
+	}
+	return 0;
+}
+
+/*
+ * Who may ask: FREEZE and RESTORE for the owner they name, the others for the
+ * owner of the job.  0, 1 if already answered (nothing to do), or -errno.
+ */
+static int authorize(struct agent *a, struct rpc_conn *c, const Crjob__Msg *m,
+		     const struct rpc_peer *from, struct job *j, uid_t *owner, char *why,
+		     size_t size)
+{
+	int ret;
+
+	if (m->op == CRJOB__OP__FREEZE || m->op == CRJOB__OP__RESTORE) {
+		*owner = m->has_owner ? m->owner : from->uid;
+		ret = auth_request(a, from->uid, *owner, why, size);
+		if (!ret && j && j->phase != J_IDLE)
+			ret = auth_request(a, from->uid, j->owner, why, size);
+		return ret ?: store_ok(a, m, from->uid, why, size);
+	}
+	if (j) {
+		*owner = j->owner;
+		return auth_request(a, from->uid, j->owner, why, size);
+	}
+	/* nothing of the job here: aborting or killing it is done */
+	if (m->op == CRJOB__OP__ABORT || m->op == CRJOB__OP__KILL) {
+		send_reply(c, m->id, m->op, 0, "no such job on this node", NULL);
+		return 1;
+	}
+	snprintf(why, size, "no such job on this node");
+	return -ENOENT;
+}
+
+static int run_op(struct agent *a, struct job *j, const Crjob__Msg *m, uid_t owner, char *why,
+		  size_t size)
+{
+	switch (m->op) {
+	case CRJOB__OP__FREEZE:
+	case CRJOB__OP__RESTORE:
+		return start_job(a, j, m, owner, why, size);
+	case CRJOB__OP__DUMP:
+		return job_dump(j);
+	case CRJOB__OP__THAW:
+		return job_thaw(j);
+	case CRJOB__OP__ABORT:
+		return job_abort(j);
+	case CRJOB__OP__RESUME:
+		return job_resume(j);
+	default:
+		return job_kill(j, why, size);
+	}
+}
+
+/* the job's state admits the op: 0 or -EBUSY with why */
+static int job_admits(struct job *j, Crjob__Op op, char *why, size_t size)
+{
+	/* a coordinator that gave up (deadline, a failed node) aborts what is in progress */
+	if (j->pending && (op == CRJOB__OP__ABORT || op == CRJOB__OP__KILL) &&
+	    j->phase != J_THAWING)
+		job_reply(j, -ECANCELED, "superseded by %s", rpc_op_name(op));
+	if (j->pending) {
+		snprintf(why, size, "a request of the job is in progress");
+		return -EBUSY;
+	}
+	if (!phase_ok(j, op)) {
+		snprintf(why, size, "the job is %s", job_phase_name(j->phase));
+		return -EBUSY;
+	}
+	return 0;
+}
+
+/* what any agent request must be: 0 or -errno with why */
+static int request_ok(const struct agent *a, const Crjob__Msg *m, char *why, size_t size)
+{
+	if (m->op < CRJOB__OP__FREEZE || m->op > CRJOB__OP__KILL) {
+		snprintf(why, size, "not an agent request");
+		return -EOPNOTSUPP;
+	}
+	if (a->exiting) {
+		snprintf(why, size, "the agent is shutting down");
+		return -ESHUTDOWN;
+	}
+	if (!job_id_ok(m->job)) {
+		snprintf(why, size, "bad or missing job id");
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -228,7 +342,7 @@ static int store_ok(const struct agent *a, const Crjob__Msg *m, uid_t caller, ch
 void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *from, void *arg)
 {
 	struct agent *a = arg;
-	struct job *j;
+	struct job *j = NULL;
 	char why[512] = "";
 	uid_t owner;
 	int ret;
@@ -241,42 +355,19 @@ void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *f
 		ping(a, c, m);
 		return;
 	}
-	if (m->op < CRJOB__OP__FREEZE || m->op > CRJOB__OP__KILL)
-		return refuse(c, m, from, NULL, -EOPNOTSUPP, "not an agent request");
-	if (a->exiting)
-		return refuse(c, m, from, NULL, -ESHUTDOWN, "the agent is shutting down");
-	if (!job_id_ok(m->job))
-		return refuse(c, m, from, NULL, -EINVAL, "bad or missing job id");
-	j = job_find(a, m->job);
-	if (m->op == CRJOB__OP__FREEZE || m->op == CRJOB__OP__RESTORE) {
-		owner = m->has_owner ? m->owner : from->uid;
-		ret = auth_request(a, from->uid, owner, why, sizeof(why));
-		if (!ret && j && j->ntrees && j->phase != J_IDLE)
-			ret = auth_request(a, from->uid, j->owner, why, sizeof(why));
-		if (!ret)
-			ret = store_ok(a, m, from->uid, why, sizeof(why));
-	} else if (!j) {
-		/* nothing of the job here: aborting or killing it is done */
-		if (m->op == CRJOB__OP__ABORT || m->op == CRJOB__OP__KILL) {
-			send_reply(c, m->id, m->op, 0, "no such job on this node", NULL);
-			return;
-		}
-		return refuse(c, m, from, NULL, -ENOENT, "no such job on this node");
-	} else {
-		owner = j->owner;
-		ret = auth_request(a, from->uid, j->owner, why, sizeof(why));
+	ret = request_ok(a, m, why, sizeof(why));
+	if (!ret) {
+		j = job_find(a, m->job);
+		ret = authorize(a, c, m, from, j, &owner, why, sizeof(why));
 	}
-	if (ret)
-		return refuse(c, m, from, j, ret, why);
-	if (!j)
-		j = job_get(a, m->job);
-	if (!j)
-		return refuse(c, m, from, NULL, -ENOMEM, "out of memory");
-	if (j->pending)
-		return refuse(c, m, from, j, -EBUSY, "a request of the job is in progress");
-	if (!phase_ok(j, m->op)) {
-		snprintf(why, sizeof(why), "the job is %s", job_phase_name(j->phase));
-		return refuse(c, m, from, j, -EBUSY, why);
+	if (!ret && !j && !(j = job_get(a, m->job)))
+		ret = -ENOMEM;
+	if (!ret)
+		ret = job_admits(j, m->op, why, sizeof(why));
+	if (ret) {
+		if (ret < 0)
+			refuse(c, m, from, j, ret, *why ? why : strerror(-ret));
+		return;
 	}
 	alog("job %s: %s from uid %u (%s)\n", m->job, rpc_op_name(m->op), (unsigned)from->uid,
 	     from->addr);
@@ -284,27 +375,7 @@ void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *f
 	j->conn = c;
 	j->req_id = m->id;
 	j->req_op = m->op;
-	switch (m->op) {
-	case CRJOB__OP__FREEZE:
-	case CRJOB__OP__RESTORE:
-		ret = start_job(a, j, m, owner, why, sizeof(why));
-		break;
-	case CRJOB__OP__DUMP:
-		ret = job_dump(j);
-		break;
-	case CRJOB__OP__THAW:
-		ret = job_thaw(j);
-		break;
-	case CRJOB__OP__ABORT:
-		ret = job_abort(j);
-		break;
-	case CRJOB__OP__RESUME:
-		ret = job_resume(j);
-		break;
-	default:
-		ret = job_kill(j, why, sizeof(why));
-		break;
-	}
+	ret = run_op(a, j, m, owner, why, sizeof(why));
 	if (ret) {
 		alog("refused %s of job %s from uid %u (%s): %s\n", rpc_op_name(m->op), m->job,
 		     (unsigned)from->uid, from->addr, why);

@@ -86,10 +86,13 @@ class Agent:
         os.chmod(env.tmpdir, 0o755)
         self.log = os.path.join(env.tmpdir, "agent.log")
         exe = os.path.join(env.builddir, "agent", "crjob-agent")
-        self.pid = _runner.spawn(
-            [exe, "--config", "/dev/null", "--listen", "127.0.0.1:0", "--store", self.store,
-             "--munge-socket", self.munged.socket, "--name", "n0",
-             "--max-parallel", str(max_parallel)] + list(extra), out=self.log)
+        argv = [exe, "--listen", "127.0.0.1:0", "--store", self.store,
+                "--munge-socket", self.munged.socket, "--name", "n0"]
+        if "--config" not in extra:
+            argv += ["--config", "/dev/null"]	# not the machine's /etc/crjob/agent.conf
+        if max_parallel:
+            argv += ["--max-parallel", str(max_parallel)]
+        self.pid = _runner.spawn(argv + list(extra), out=self.log)
         deadline = time.time() + 30
         while not re.search(r"\(port (\d+)\)", self.logtext()):
             if time.time() > deadline or not _runner.alive(self.pid):
@@ -197,6 +200,10 @@ def freeze_dump_thaw(env):
             m.verify(0)
         log = a.logtext()
         assert "THAW done: ok" in log, log[-2000:]
+        # max_parallel 1: the second tree writes only once the first is written
+        steps = re.findall(r"tree (\d+) (writes|written)", log)
+        assert [s[1] for s in steps] == ["writes", "written"] * 2 and \
+            steps[0][0] == steps[1][0] and steps[2][0] == steps[3][0], f"order: {steps}"
     finally:
         for m in ms:
             m.kill()
@@ -245,12 +252,15 @@ def restore_resume(env):
             time.sleep(0.01)
         m.kill()
         commit(env, a.store, "j", 1, [tree["writer"]])
-        rep = a.ok("RESTORE", "job=j", "gen=1", "node=n0",
+        rep = a.ok("RESTORE", "job=j", "gen=1", "node=n0", "remap=10.9.0.1=10.9.0.2",
                    f"tree={m.pid}:{tree['writer']}:0")
         assert rep["trees"][0]["pid"] == m.pid, rep["out"]
         assert _runner.proc_status(m.pid, "State").startswith(("t", "T")), \
             f"not held stopped: {_runner.proc_status(m.pid, 'State')}"
         a.ok("RESUME", "job=j")
+        fds = [os.readlink(f"/proc/{m.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{m.pid}/fd")]
+        assert not [f for f in fds if f.startswith(("socket:", "pipe:"))], \
+            f"the agent's hook or pipe leaked into the restored tree: {fds}"
         assert _runner.proc_status(m.pid, "Cpus_allowed_list") == "0", \
             f"binding: {_runner.proc_status(m.pid, 'Cpus_allowed_list')}"
         m.verify(1)
@@ -385,10 +395,119 @@ def dump_failure(env):
         a.stop()
 
 
+SLOW_CRD = """#!/usr/bin/env python3
+# a crd that takes its time to freeze, then asks its action script like crd does
+import os, subprocess, sys, time
+time.sleep(float(os.environ.get("SLOW_CRD_S", "1")))
+a = sys.argv
+script, pid = a[a.index("--action-script") + 1], a[a.index("-t") + 1]
+env = dict(os.environ, CRD_ACTION="post-freeze", CRD_PID=pid)
+sys.exit(1 if subprocess.call([script, "post-freeze"], env=env) else 0)
+"""
+
+
+def slow_crd(env):
+    path = os.path.join(env.tmpdir, "slow-crd")
+    with open(path, "w") as f:
+        f.write(SLOW_CRD)
+    os.chmod(path, 0o755)
+    return path
+
+
+def freeze_deadline_abort(env):
+    """a tree not frozen by the deadline fails FREEZE with ETIMEDOUT; an ABORT while a
+    FREEZE waits supersedes it; the crd held back is let go and the tree runs on"""
+    a = Agent(env, "--crd", slow_crd(env))
+    m, bg = None, None
+    try:
+        m = Memgen(env, "w1")
+        code, rep = a.call("FREEZE", "job=j", "gen=1", "deadline=200", f"tree={m.pid}")
+        assert code == 1 and rep["error"] == -110 and "not frozen within" in rep["message"], \
+            rep["out"]
+        a.ok("ABORT", "job=j")	# waits for the slow crd, told no at its hook
+        out = os.path.join(env.tmpdir, "freeze.out")
+        bg = _runner.spawn([os.path.join(env.builddir, "tests", "rpc", "rpc_send"),
+                            "--munge-socket", a.munged.socket, a.addr, "FREEZE", "job=j",
+                            "gen=2", f"tree={m.pid}"], out=out)
+        deadline = time.time() + 10
+        while "FREEZE from uid 0" not in a.logtext().split("ABORT done")[-1]:
+            assert time.time() < deadline, "the FREEZE did not arrive"
+            time.sleep(0.01)
+        a.ok("ABORT", "job=j")
+        st = _runner.wait_for(bg, 10)
+        bg = None
+        with open(out) as f:
+            got = f.read()
+        assert _runner.exit_code(st) == 1 and "superseded by ABORT" in got, got
+        assert "error -125" in got, got
+        assert _runner.alive(m.pid)
+        m.mutate()
+        m.verify(1)
+    finally:
+        if bg:
+            _runner.kill_tree(bg)
+        if m:
+            m.kill()
+        a.stop()
+
+
+def config_file(env):
+    """settings from the config file, the command line winning; a pid file while it runs;
+    a bad key refuses to start, naming file and line"""
+    conf = os.path.join(env.tmpdir, "agent.conf")
+    pidfile = os.path.join(env.tmpdir, "agent.pid")
+    with open(conf, "w") as f:
+        f.write("# comment\n\nname = fromfile\nmax_parallel = 3\n"
+                f"allow_users = root, {NOBODY}\npidfile = {pidfile}\n")
+    a = Agent(env, "--config", conf, "--name", "cli", max_parallel=None)
+    try:
+        log = a.logtext()
+        assert "node cli listening" in log and "max 3 parallel" in log, log
+        with open(pidfile) as f:
+            assert int(f.read()) == a.pid
+        rep = a.ok("PING")
+        assert rep["node"].startswith(f"node cli agent {a.addr} ip 127.0.0.1 topology cores="), \
+            rep["node"]
+    finally:
+        a.stop()
+    assert not os.path.exists(pidfile), "the pid file outlived the agent"
+    with open(conf, "a") as f:
+        f.write("frobnicate = 1\n")
+    r = _runner.run([os.path.join(env.builddir, "agent", "crjob-agent"), "--config", conf])
+    assert r.code == 2 and f"{conf}:7: unknown key 'frobnicate'" in r.out, r.out
+
+
+def sigterm_releases(env):
+    """SIGTERM while a tree is held frozen: the agent lets it go and exits; it runs on"""
+    a = Agent(env)
+    m = None
+    try:
+        m = Memgen(env, "w1")
+        a.ok("FREEZE", "job=j", f"tree={m.pid}")
+        assert _runner.proc_status(m.pid, "TracerPid") != "0", "not frozen"
+        os.kill(a.pid, signal.SIGTERM)
+        st = _runner.wait_for(a.pid, 30)
+        assert _runner.exit_code(st) == 0, f"agent exit {st}: {a.logtext()[-2000:]}"
+        a.pid = None
+        assert _runner.alive(m.pid) and _runner.proc_status(m.pid, "TracerPid") == "0", \
+            "the tree was not released"
+        rundir = re.search(r"crd logs in (/tmp/crjob-agent\.\w+)", a.logtext()).group(1)
+        assert not os.path.exists(rundir), "crd logs left"
+        m.mutate()
+        m.verify(1)
+    finally:
+        if m:
+            m.kill()
+        a.stop()
+
+
 CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("abort-runs-on", abort_runs_on),
          ("restore-resume", restore_resume),
          ("restore-kill", restore_kill),
          ("refused-requests", refused_requests),
          ("garbage-frame", garbage_frame),
-         ("dump-failure", dump_failure)]
+         ("dump-failure", dump_failure),
+         ("freeze-deadline-abort", freeze_deadline_abort),
+         ("config-file", config_file),
+         ("sigterm-releases", sigterm_releases)]
