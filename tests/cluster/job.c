@@ -26,7 +26,8 @@
  * else (not on timing).  Round K exchanges the final hashes; every rank
  * computes the same hash over them and every root writes it as
  * "RESULT <hex>" to DIR/result.nodeI.  Rank 0 of every node writes
- * "round N" to DIR/progress.nodeI every round.
+ * "round N run" to DIR/progress.nodeI every round ("round K done" at the
+ * end), in place with a fixed length.
  *
  * Rounds start at least M ms apart, so that a run lasts long enough to be
  * checkpointed.  The job must survive being frozen for seconds and being
@@ -266,10 +267,16 @@ static void read_all(int fd, void *buf, size_t n)
 	}
 }
 
-/* rewrite a small file in place, so that a reader never sees it empty */
-static void put_file(int fd, const char *s)
+/*
+ * Rewrite the progress file in place with a line of fixed length: a reader
+ * never sees it empty, and its size never changes, so that a checkpoint of
+ * the job stays restorable after the job went on (crd refuses to restore a
+ * file that is open and not in append mode if its size changed).
+ */
+static void put_progress(int fd, int round, const char *state)
 {
-	size_t n = strlen(s);
+	char s[64];
+	size_t n = snprintf(s, sizeof(s), "round %08d %-4s\n", round, state);
 	ssize_t w;
 
 	do
@@ -277,8 +284,6 @@ static void put_file(int fd, const char *s)
 	while (w < 0 && errno == EINTR);
 	if (w != (ssize_t)n)
 		fail_errno("progress file");
-	while (ftruncate(fd, n) && errno == EINTR)
-		;
 }
 
 static void *xrealloc(void *p, size_t n)
@@ -736,7 +741,6 @@ static int rank_main(void)
 {
 	uint64_t acc = fold(0x6a6f62, me), start = now_ms(), global;
 	unsigned char *buf = malloc(cfg.ring_bytes + cfg.msg_bytes + 64);
-	char line[64];
 	int i, r;
 
 	if (!buf)
@@ -794,10 +798,8 @@ static int rank_main(void)
 		for (r = 0; r < cfg.ranks; r++)
 			if (r != lrank)
 				acc = fold(acc, shm_get(r));
-		if (progress_fd >= 0) {
-			snprintf(line, sizeof(line), "round %d\n", cur_round + 1);
-			put_file(progress_fd, line);
-		}
+		if (progress_fd >= 0)
+			put_progress(progress_fd, cur_round + 1, "run");
 	}
 
 	/* every rank computes the same hash over everybody's final hash */
@@ -835,10 +837,8 @@ static int rank_main(void)
 			break;
 		wait_io(1000);
 	}
-	if (progress_fd >= 0) {
-		snprintf(line, sizeof(line), "round %d done\n", cfg.rounds);
-		put_file(progress_fd, line);
-	}
+	if (progress_fd >= 0)
+		put_progress(progress_fd, cfg.rounds, "done");
 	return 0;
 }
 
@@ -1035,7 +1035,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	snprintf(line, sizeof(line), "RESULT %016llx\n", (unsigned long long)result);
+	/* nothing on stdout: a log that grows is fine, but keep it quiet */
 	write_result(line);
-	printf("node %d: %s", cfg.node, line);
 	return 0;
 }
