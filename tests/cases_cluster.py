@@ -110,48 +110,70 @@ def env_crd(c):
     return c.env.crd
 
 
-def job_moved_with_crd(env):
-    """every node's rank tree dumped (all frozen and locked before any is released),
-    restored on 3 other nodes with --remap-ip for every node, unlocked everywhere:
-    the job finishes with the uninterrupted RESULT"""
-    rounds = 400
-    ref = reference(env, rounds)
+def _move(c, job, to, pause=0):
+    """dump every node's tree (killed, still locked), pause seconds, restore on hosts to"""
+    imgs = {}
+    for k, pid in job.roots.items():
+        imgs[k] = _img(c, k)
+        shutil.rmtree(imgs[k])
+        os.makedirs(imgs[k])
+        c.crd(job.hosts[k], "dump", "-t", str(pid), "-D", imgs[k], "--keep-net-locked")
+        st = harness.runner().wait_for(pid, 10)
+        assert st is not None, f"the dump did not kill node {k}'s tree"
+    at = job.min_progress()
+    assert at < job.rounds - 20, f"dumped too late (round {at})"
+    time.sleep(pause)
+    _restore_all(c, job, imgs, to)
+    job.wait_progress(at + 10)
+
+
+def _moves(env, rounds, round_ms, moves, pause=0, ranks=RANKS, extra=()):
+    ref = reference(env, rounds, ranks)
     c = harness.Cluster(env, NODES, spare=NODES)
     try:
-        job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=40)
-        job.wait_progress(40)
-        imgs = {}
-        for k, pid in job.roots.items():
-            imgs[k] = _img(c, k)
-            c.crd(job.hosts[k], "dump", "-t", str(pid), "-D", imgs[k], "--keep-net-locked")
-            st = harness.runner().wait_for(pid, 10)
-            assert st is not None, f"the dump did not kill node {k}'s tree"
-        at = job.min_progress()
-        assert at < rounds - 50, f"dumped too late (round {at})"
-        _restore_all(c, job, imgs, [NODES + k for k in job.roots])
-        job.wait_progress(at + 10)
+        job = c.start_job(ranks=ranks, rounds=rounds, round_ms=round_ms, extra=extra)
+        job.wait_progress(20)
+        for i in range(moves):
+            _move(c, job, [(NODES if i % 2 == 0 else 0) + k for k in job.roots], pause)
         assert job.wait_done(120) == ref, f"the moved job's RESULT differs from {ref}"
         no_locks_left(c)
     finally:
         c.destroy()
 
 
+def job_moved_with_crd(env):
+    """every node's rank tree dumped (all frozen and locked before any is released),
+    dead for 3 s, restored on 3 other nodes with --remap-ip for every node, unlocked
+    everywhere; and back: the job finishes with the uninterrupted RESULT"""
+    _moves(env, 400, 40, 2, pause=3)
+
+
+def job_moved_unpaced(env):
+    """the same, 3 nodes x 3 ranks, rounds unpaced (much data in flight at each dump),
+    a /dev/shm file as shared memory and poll(): moved 4 times"""
+    _moves(env, 3000, 0, 4, ranks=3, extra=["--shm", "dev", "--io", "poll"])
+
+
 def job_checkpoint_running_crd(env):
     """a global checkpoint with crd alone: every node dumped with --leave-running and
-    --keep-net-locked (consistent: no node talks until all are dumped), then unlocked;
-    the job finishes with the uninterrupted RESULT, and so does its checkpoint restored
-    on 3 other nodes afterwards"""
+    --keep-net-locked (consistent: no node talks until all are dumped), one of them
+    kept frozen 3 s by its action script, then unlocked; the job finishes with the
+    uninterrupted RESULT, and so does its checkpoint restored on 3 other nodes afterwards"""
     rounds = 300
     ref = reference(env, rounds)
     c = harness.Cluster(env, NODES, spare=NODES)
     try:
         job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=40)
         job.wait_progress(30)
+        slow = os.path.join(c.work, "slow.sh")
+        with open(slow, "w") as f:
+            f.write('#!/bin/sh\n[ "$CRD_ACTION" = post-dump ] && sleep 3\nexit 0\n')
+        os.chmod(slow, 0o755)
         imgs = {}
         for k, pid in job.roots.items():
             imgs[k] = _img(c, k)
             c.crd(job.hosts[k], "dump", "-t", str(pid), "-D", imgs[k], "--leave-running",
-                  "--keep-net-locked")
+                  "--keep-net-locked", *(["--action-script", slow] if k == 1 else []))
         for k, pid in job.roots.items():
             c.crd(job.hosts[k], "net-unlock", str(pid))
         job.wait_moving(10)
@@ -443,6 +465,7 @@ def cli_auth_other_user(env):
 CASES = [("job-uninterrupted", job_uninterrupted),
          ("job-fault-detected", job_fault_detected),
          ("job-moved-with-crd", job_moved_with_crd),
+         ("job-moved-unpaced", job_moved_unpaced),
          ("job-checkpoint-running-crd", job_checkpoint_running_crd),
          ("crjob-checkpoint-running", cli_checkpoint_running),
          ("crjob-stop-restart", cli_stop_restart),
