@@ -277,11 +277,7 @@ def cli_stop_restart(env):
     c, job = _cli_cluster(env, rounds, spare=NODES)
     try:
         _checkpoint_ok(c, "--stop")
-        for k, pid in job.roots.items():
-            deadline = time.time() + 10
-            while not harness.gone(pid):
-                assert time.time() < deadline, f"--stop left node {k}'s tree running"
-                time.sleep(0.05)
+        job.wait_gone()
         at = job.min_progress()
         time.sleep(1)
         assert job.min_progress() == at, "the job goes on after --stop"

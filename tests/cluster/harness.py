@@ -295,11 +295,24 @@ class Job:
             assert "FAIL" not in log, f"node {k} reports a failure: {log[-1500:]}"
         return results[0].split()[1]
 
+    def wait_gone(self, timeout=10):
+        """every tree has ended (killed by a dump, --stop, ...); their statuses are
+        dropped, so that wait_done() sees the restored trees' own"""
+        rt = runner()
+        deadline = time.time() + timeout
+        for k, pid in self.roots.items():
+            while not gone(pid):
+                assert time.time() < deadline, f"node {k}'s tree is still there"
+                time.sleep(0.02)
+            rt.reaped.pop(pid, None)
+
     def kill(self):
+        """kill every tree (a node failure) and forget their statuses"""
         rt = runner()
         for pid in self.roots.values():
             if not gone(pid):
                 rt.kill_tree(pid)
+        self.wait_gone()
 
 
 # ------------------------------------------------------------------ the cluster
