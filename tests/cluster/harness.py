@@ -25,6 +25,9 @@ and the temporary directories.
 Binaries of the distributed layer (crjob-agent, crjob-coord, crjob) are
 looked for in the build tree (agent/, coord/, crjob/) and then in PATH; a
 part whose binary is missing raises unittest.SkipTest with the reason.
+
+CRJOB_TEST_KEEP=1 keeps the cluster's directory (logs of the job, agents,
+coordinator, munged; images; the store) for a look after a failure.
 """
 import glob
 import importlib.util
@@ -581,7 +584,10 @@ class Cluster:
         if self.hosts:
             self.hosts.destroy()
             self.hosts = None
-        shutil.rmtree(self.work, ignore_errors=True)
+        if os.environ.get("CRJOB_TEST_KEEP"):
+            print(f"kept {self.work} (CRJOB_TEST_KEEP)", file=sys.stderr)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
         if errors:
             raise AssertionError("cluster teardown: " + "; ".join(errors))
 
