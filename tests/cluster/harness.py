@@ -206,6 +206,7 @@ class Job:
         os.chmod(self.out, 0o777)
         self.addrs = [cluster.addr(h) for h in self.hosts]	# the job's own view, fixed
         self.roots = {}
+        self.log_from = {}
         prog = os.path.join(cluster.env.builddir, "tests", "cluster", "job")
         assert os.access(prog, os.X_OK), f"{prog} is not built (make check or make {prog})"
         for k, h in enumerate(self.hosts):
@@ -294,6 +295,7 @@ class Job:
         assert len(set(results.values())) == 1, f"nodes disagree: {results}"
         for k in self.roots:
             with open(self.log_path(k), errors="replace") as f:
+                f.seek(self.log_from.get(k, 0))
                 log = f.read()
             assert "FAIL" not in log, f"node {k} reports a failure: {log[-1500:]}"
         return results[0].split()[1]
@@ -310,12 +312,30 @@ class Job:
             rt.reaped.pop(pid, None)
 
     def kill(self):
-        """kill every tree (a node failure) and forget their statuses"""
+        """kill every tree (nodes failing) and forget their statuses.  Every process
+        is stopped first, so that none logs its peers' resets; what the logs say
+        from here on is the next incarnation's (see wait_done)."""
         rt = runner()
+        pids = [p for root in self.roots.values() for p in rt.descendants(root)]
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for p in pids:
+                try:
+                    os.kill(p, sig)
+                except ProcessLookupError:
+                    pass
         for pid in self.roots.values():
             if not gone(pid):
                 rt.kill_tree(pid)
         self.wait_gone()
+        self.mark_logs()
+
+    def mark_logs(self):
+        """wait_done() looks for failures only in what the logs get after this"""
+        for k in self.roots:
+            try:
+                self.log_from[k] = os.path.getsize(self.log_path(k))
+            except OSError:
+                pass
 
 
 # ------------------------------------------------------------------ the cluster
