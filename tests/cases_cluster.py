@@ -408,9 +408,10 @@ DROP = """table inet crjob_test_drop {
 
 
 def cli_fault_traffic_dropped(env):
-    """one node's agent traffic dropped (nft in its namespace) from the FREEZE on: the
-    checkpoint fails at the freeze deadline, crjob exits 1 naming the node, the other
-    nodes are thawed, the job runs on to its RESULT, the previous generation verifies"""
+    """one node's agent traffic dropped (nft in its namespace) as soon as its agent
+    started the FREEZE (crd dump running): the checkpoint fails, crjob exits 1 naming
+    the node, the other nodes are thawed, the job runs on to its RESULT once the
+    traffic flows again, the previous generation verifies"""
     rounds = 500
     ref = reference(env, rounds)
     c, job = _cli_cluster(env, rounds, coord_extra=["--freeze-timeout", "5000"])
@@ -422,13 +423,25 @@ def cli_fault_traffic_dropped(env):
         path = os.path.join(c.work, "drop.nft")
         with open(path, "w") as f:
             f.write(DROP % (p, p, p, p))
-        r = c.run([shutil.which("nft"), "-f", path], host=victim)
-        assert r.code == 0, f"nft: {r.out}"
+        out = os.path.join(c.work, "crjob.out")
+        pid = c.crjob_async("checkpoint", JOB_ID, out=out)
         try:
-            r = c.crjob("checkpoint", JOB_ID, timeout=120)
+            deadline = time.time() + 30
+            while not _crd_dumping_under(c, victim):
+                assert time.time() < deadline and not harness.gone(pid), \
+                    f"no crd dump under the agent of host {victim}: {c.agent_log(victim)}"
+                time.sleep(0.002)
+            r = c.run([shutil.which("nft"), "-f", path], host=victim)
+            assert r.code == 0, f"nft: {r.out}"
+            st = harness.runner().wait_for(pid, 90)
+            assert st is not None, \
+                f"crjob checkpoint hangs with node{victim}'s traffic dropped: " \
+                f"{open(out).read()}\n{c.coord_logs()}"
         finally:
             c.run([shutil.which("nft"), "delete", "table", "inet", "crjob_test_drop"],
                   host=victim)
+        with open(out, errors="replace") as f:
+            r = harness.runner().Result(st, f.read())
         _failed_checkpoint(c, job, f"node{victim}", r, gens)
         assert job.wait_done(120) == ref
     finally:
