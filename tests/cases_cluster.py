@@ -373,7 +373,7 @@ def cli_fault_store_full(env):
     node, the job runs on, the previous generation verifies"""
     rounds = 400
     ref = reference(env, rounds)
-    c, job = _cli_cluster(env, rounds, tmpfs="256m")
+    c, job = _cli_cluster(env, rounds, tmpfs="64m")
     try:
         _checkpoint_ok(c)
         gens = generations(c)
