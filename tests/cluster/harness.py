@@ -616,3 +616,68 @@ class Cluster:
 
     def __exit__(self, *exc):
         self.destroy()
+
+
+# ------------------------------------------------------------------ by hand
+
+def main():
+    """Bring a cluster up by hand, print how to reach it, tear it down on Ctrl-C."""
+    import argparse
+    import types
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--builddir", default=os.getcwd())
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--spare", type=int, default=0, help="more nodes to move the job to")
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3000)
+    ap.add_argument("--round-ms", type=int, default=100)
+    ap.add_argument("--no-job", action="store_true")
+    ap.add_argument("--agents", action="store_true", help="a crjob-agent on every node")
+    ap.add_argument("--coord", metavar="JOBID", help="and a crjob-coord for the job")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root")
+    env = types.SimpleNamespace(builddir=os.path.abspath(a.builddir),
+                                srcdir=os.path.dirname(TESTS))
+    env.crd = os.path.join(env.builddir, "crd", "crd")
+    runner()
+    c = Cluster(env, a.nodes, spare=a.spare)
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        job = None
+        if a.agents or a.coord:
+            c.make_store()
+            c.start_agents()
+        if not a.no_job:
+            job = c.start_job(ranks=a.ranks, rounds=a.rounds, round_ms=a.round_ms)
+            job.wait_progress(1)
+        if a.coord and job:
+            c.start_coord(job, a.coord)
+        print(f"bridge {c.hosts.bridge} {c.gateway}/24, work {c.work}")
+        for h in range(len(c.hosts.names)):
+            print(f"  host {h}: {c.addr(h)} netns {c.netns(h)}"
+                  + (f" agent pid {c.agents[h]}" if h in c.agents else ""))
+        if job:
+            for k, pid in job.roots.items():
+                print(f"  job node {k}: root pid {pid} on host {job.hosts[k]}")
+            print(f"  job output (progress.nodeK, result.nodeK, log.nodeK): {job.out}")
+        if c.munged:
+            print(f"  munge socket {c.munged.socket}, store {c.store}")
+        if c.coord_pid:
+            print(f"  coordinator pid {c.coord_pid}: crjob --store {c.store} "
+                  f"--munge-socket {c.munged.socket} status {a.coord}")
+        print(f"  e.g. nsenter --net={c.netns(0)} {env.crd} dump -t PID -D DIR "
+              f"--keep-net-locked")
+        print("Ctrl-C tears everything down", flush=True)
+        while not stop:
+            runner().reap_some()
+            time.sleep(0.2)
+    finally:
+        c.destroy()
+
+
+if __name__ == "__main__":
+    main()
