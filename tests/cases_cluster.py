@@ -25,13 +25,14 @@ NODES, RANKS = 3, 2
 _refs = {}
 
 
-def reference(env, rounds, ranks=RANKS, nodes=NODES):
+def reference(env, rounds, ranks=RANKS, nodes=NODES, extra=()):
     """RESULT of an uninterrupted, unpaced run of that shape (computed once)"""
-    key = (rounds, ranks, nodes)
+    key = (rounds, ranks, nodes, tuple(extra))
     if key not in _refs:
         c = harness.Cluster(env, nodes)
         try:
-            _refs[key] = c.start_job(ranks=ranks, rounds=rounds, round_ms=0).wait_done(120)
+            _refs[key] = c.start_job(ranks=ranks, rounds=rounds, round_ms=0,
+                                     extra=extra).wait_done(120)
         finally:
             c.destroy()
     return _refs[key]
@@ -128,7 +129,7 @@ def _move(c, job, to, pause=0):
 
 
 def _moves(env, rounds, round_ms, moves, pause=0, ranks=RANKS, extra=()):
-    ref = reference(env, rounds, ranks)
+    ref = reference(env, rounds, ranks, extra=extra)
     c = harness.Cluster(env, NODES, spare=NODES)
     try:
         job = c.start_job(ranks=ranks, rounds=rounds, round_ms=round_ms, extra=extra)
