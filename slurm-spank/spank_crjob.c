@@ -182,10 +182,27 @@ static long parse_interval(const char *s)
 	return v * mul;
 }
 
+/*
+ * The value came from the job's environment (a step inside the job), not
+ * from the user's command line: it was checked when the job was submitted.
+ */
+static int from_env(const char *name, const char *optarg)
+{
+	char var[128];
+	const char *v;
+
+	snprintf(var, sizeof(var), "SLURM_SPANK__SLURM_SPANK_OPTION_crjob_%s", name);
+	v = getenv(var);
+	return v && optarg && !strcmp(v, optarg);
+}
+
 static int opt_cb(int val, const char *optarg, int remote)
 {
 	const char *p;
 
+	/* Slurm exports an option given without a value as "(null)" */
+	if (optarg && !strcmp(optarg, "(null)"))
+		optarg = NULL;
 	switch (val) {
 	case OPT_CHECKPOINT:
 		opt_checkpoint = 1;
@@ -196,6 +213,11 @@ static int opt_cb(int val, const char *optarg, int remote)
 				slurm_error("crjob: --checkpoint=%s: not an interval: expected a "
 					    "positive number of seconds with an optional unit "
 					    "s, m, h or d (30, 30s, 10m, 2h)", optarg);
+				/* never fail a running job: only refuse the user's typo */
+				if (remote || from_env("checkpoint", optarg)) {
+					opt_checkpoint = 0;
+					return 0;
+				}
 				return -1;
 			}
 		}
