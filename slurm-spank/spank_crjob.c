@@ -35,16 +35,17 @@
  *	PID; once every local task of the step is forked, register the node:
  *	crjob register JOBID --node NODE,IP:AGENT_PORT,IP,PID+PID...
  *	(retried while the coordinator is not up yet: exit 3).
- *   user_init, remote, when SLURM_RESTART_COUNT is set: look for a committed
- *	generation of the job (or of --restart-from) in the store.
+ *   task_init, remote, when SLURM_RESTART_COUNT is set (or --restart-from):
+ *	look for a committed generation of the job (or of --restart-from) in
+ *	the store; CRJOB_RESTORE_GENERATION=G tells the task what was found.
  *   exit, remote, batch step: crjob shutdown JOBID.
  *
  * Restore instead of launch (designed here and in docs/slurm.md; the
  * decision is implemented, the restore itself waits for the agents):
  *
  *   A requeued job runs its batch script again with the same job id and
- *   SLURM_RESTART_COUNT=N.  user_init finds the last committed generation G.
- *   Then, in task_init (inside the forked task, just before exec, as the
+ *   SLURM_RESTART_COUNT=N.  task_init finds the last committed generation G.
+ *   There, in task_init (inside the forked task, just before exec, as the
  *   owner; its PID is the task's) the plugin execve()s
  *	crd restore --store DIR --job JOBID --generation G --writer NODE-PID
  *	     --pidns --remap-ip OLD=NEW... --keep-net-locked
@@ -137,7 +138,6 @@ static char opt_restart_from[32];
 /* this node's part of a step (remote context) */
 static pid_t task_pids[MAX_TASKS];
 static unsigned int ntasks;
-static long restore_gen = -1;		/* generation to restore in task_init */
 
 static int opt_cb(int val, const char *optarg, int remote);
 
@@ -553,44 +553,42 @@ static long last_generation(const char *dir, const char *job)
 	return best;
 }
 
-/* Remote, once per node per step: is this a restart with a checkpoint to restore? */
-int slurm_spank_user_init(spank_t sp, int ac, char **av)
+/*
+ * Remote, in the task just before exec, as the job's owner: is this a
+ * restart with a checkpoint to restore?  SLURM_RESTART_COUNT is in the
+ * task's environment only from here on (user_init does not see it for the
+ * batch step).  This is where restore-instead-of-launch goes (see the top).
+ */
+int slurm_spank_task_init(spank_t sp, int ac, char **av)
 {
-	char restarts[16], jobs[32], sbuf[16];
-	uint32_t job, step;
+	char restarts[16], jobs[32], sbuf[16], g[32];
+	uint32_t job, step, task = 0;
 	const char *from;
+	long gen;
 
 	if (!opt_checkpoint || step_ids(sp, &job, &step) || step == SLURM_EXTERN_CONT)
 		return 0;
 	if (spank_getenv(sp, "SLURM_RESTART_COUNT", restarts, sizeof(restarts)) != ESPANK_SUCCESS &&
 	    !opt_restart_from[0])
 		return 0;
+	item_u32(sp, S_TASK_GLOBAL_ID, &task);
 	snprintf(jobs, sizeof(jobs), "%u", job);
 	from = opt_restart_from[0] ? opt_restart_from : jobs;
-	restore_gen = job_store()[0] ? last_generation(job_store(), from) : -1;
-	if (restore_gen < 0)
-		slurm_info("crjob: job %u step %s: no committed generation of job %s in %s: "
-			   "starting from the beginning", job, step_name(step, sbuf, sizeof(sbuf)),
-			   from, job_store());
-	else
-		slurm_info("crjob: job %u step %s: generation %ld of job %s in %s: "
-			   "restore is not implemented yet, starting from the beginning",
-			   job, step_name(step, sbuf, sizeof(sbuf)), restore_gen, from, job_store());
-	return 0;
-}
-
-/* Remote, in the task just before exec: where restore-instead-of-launch goes (see top). */
-int slurm_spank_task_init(spank_t sp, int ac, char **av)
-{
-	if (!opt_checkpoint || restore_gen < 0)
+	gen = job_store()[0] ? last_generation(job_store(), from) : -1;
+	if (gen < 0) {
+		slurm_info("crjob: job %u step %s task %u: no committed generation of job %s in "
+			   "%s: starting from the beginning", job, step_name(step, sbuf, sizeof(sbuf)),
+			   task, from, job_store());
 		return 0;
-	char g[32];
-
+	}
+	slurm_info("crjob: job %u step %s task %u: generation %ld of job %s in %s: restore is "
+		   "not implemented yet, starting from the beginning", job,
+		   step_name(step, sbuf, sizeof(sbuf)), task, gen, from, job_store());
 	/*
 	 * launch as usual until crd restore can take the task's place; the task
 	 * learns which generation it would have been restored from
 	 */
-	snprintf(g, sizeof(g), "%ld", restore_gen);
+	snprintf(g, sizeof(g), "%ld", gen);
 	spank_setenv(sp, "CRJOB_RESTORE_GENERATION", g, 1);
 	return 0;
 }
