@@ -82,7 +82,7 @@ def reference(env, iters):
 
 
 class Cluster:
-    def __init__(self, env, nodes=NODES):
+    def __init__(self, env, nodes=NODES, up_args=()):
         _need("slurmctld", "slurmd", "munged", "srun", "sbatch", "scontrol", "nsenter",
               "unshare", "ip")
         self.env = env
@@ -95,7 +95,7 @@ class Cluster:
         os.chmod(self.work, 0o777)
         self.script = os.path.join(env.srcdir, "tests", "slurm", "cluster")
         self.state = None
-        r = self.cluster("up", "--nodes", str(nodes))
+        r = self.cluster("up", "--nodes", str(nodes), *up_args)
         assert r.code == 0, f"cluster up failed: {r.out}"
         with open(os.path.join(self.dir, "state.json")) as f:
             self.state = json.load(f)
@@ -423,10 +423,67 @@ def spank_options(env, c):
     assert code == 0 and "ck=300" in o, f"srun --checkpoint=5m: {code}: {o}"
 
 
+def spank_calls(env):
+    """with --checkpoint=30s the plugin starts the coordinator from the batch step,
+    registers each node's task PIDs of every step with crjob, and shuts the
+    coordinator down at the end (crjob and crjob-coord are stubs that log)"""
+    if not os.path.exists(os.path.join(env.builddir, "slurm-spank", "spank_crjob.so")):
+        raise unittest.SkipTest("spank_crjob.so is not built (no slurm/spank.h: libslurm-dev)")
+    stubs = os.path.join(env.tmpdir, "stubs")
+    os.makedirs(stubs)
+    calls = os.path.join(stubs, "calls.log")
+    for name in ("crjob", "crjob-coord"):
+        with open(os.path.join(stubs, name), "w") as f:
+            f.write(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+        os.chmod(os.path.join(stubs, name), 0o755)
+    os.chmod(stubs, 0o777)
+    c = Cluster(env, up_args=("--crjob", os.path.join(stubs, "crjob"),
+                              "--coord", os.path.join(stubs, "crjob-coord")))
+    try:
+        store = os.path.join(c.dir, "store")
+        out = os.path.join(c.work, "calls.out")
+        jobid = c.sbatch("--checkpoint=30s", "-N", "2", "-t", "1", "-o", out, "--wrap",
+                         "echo batch $$; srun -N 2 -n 4 sh -c 'echo task $SLURMD_NODENAME $$'")
+        j = c.wait_done(jobid, 60)
+        text = _read(out)
+        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text}"
+        ip = {n["name"]: n["ip"] for n in c.state["nodes"]}
+        node1 = c.state["nodes"][0]["name"]
+        batch = re.search(r"^batch (\d+)$", text, re.M).group(1)
+        want = [f"crjob-coord --job {jobid} --store {store} --owner 0 --interval 30",
+                f"crjob --store {store} register {jobid} --node "
+                f"{node1},{ip[node1]}:7070,{ip[node1]},{batch}",
+                f"crjob --store {store} shutdown {jobid}"]
+        tasks = re.findall(r"^task (\S+) (\d+)$", text, re.M)
+        for node in sorted({t[0] for t in tasks}):
+            pids = [t[1] for t in tasks if t[0] == node]
+            want.append((f"crjob --store {store} register {jobid} --node "
+                         f"{node},{ip[node]}:7070,{ip[node]},", sorted(pids)))
+        deadline = time.time() + 15
+        while True:
+            got = _read(calls).splitlines()
+            missing = []
+            for w in want:
+                if isinstance(w, str):
+                    ok = w in got
+                else:
+                    ok = any(g.startswith(w[0]) and sorted(g[len(w[0]):].split("+")) == w[1]
+                             for g in got)
+                if not ok:
+                    missing.append(w)
+            if not missing:
+                break
+            assert time.time() < deadline, f"calls missing: {missing}; calls made: {got}"
+            time.sleep(0.2)
+    finally:
+        c.down()
+
+
 CASES = [("cluster/up-down-leaves-nothing", up_down_leaves_nothing),
          ("mpi/openmpi-srun-pmix", openmpi_srun_pmix),
          ("mpi/openmpi-mpirun-sbatch", openmpi_mpirun_sbatch),
          ("mpi/mpich-hydra-sbatch", mpich_hydra_sbatch),
          ("spank/options", spank_options),
+         ("spank/calls-coordinator-and-crjob", spank_calls),
          ("requeue/restarts", requeue_restarts),
          ("preempt/low-requeued-by-high", preempt_requeues)]
