@@ -81,16 +81,27 @@
  *   restored with --remap-ip.  The plugin registers the batch step's task
  *   and the agents report the orteds (crjob register from crmpi-rsh).
  *
- *   SIGTERM before preemption: with PreemptMode=REQUEUE the step tasks get
- *   SIGCONT+SIGTERM at once and everything is killed GraceTime later.  An
- *   unmodified application dies of that SIGTERM, so a job with --checkpoint
- *   gets a watcher: in task_init the plugin forks, the child goes on to
- *   exec the application (PID, environment, PMIx setup unchanged for it),
- *   the parent stays the Slurm task, ignores nothing, and on SIGTERM asks the
- *   coordinator for `crjob checkpoint JOBID --stop` (bounded by GraceTime
- *   minus a margin) before it forwards SIGTERM; it exits with the child's
- *   status.  The registered tree is then the child.  Slurm's --signal=B:USR1
- *   is not needed (it fires up to a minute late).
+ *   SIGTERM before preemption (implemented): with PreemptMode=REQUEUE the
+ *   step tasks get SIGCONT+SIGTERM at once and everything is killed
+ *   GraceTime later.  An unmodified application dies of that SIGTERM, so
+ *   in a job with --checkpoint (and a crjob to call) task_init blocks
+ *   SIGTERM (the mask survives exec: the signal stays pending) and leaves a
+ *   watcher behind: a double-forked process outside the task's tree (never
+ *   checkpointed) that polls the task's pending signals.  Slurm signals
+ *   only the step's tasks themselves (proctrack/cgroup sends anything but
+ *   SIGKILL to slurmstepd's children only), so the watcher cannot simply
+ *   catch it.  The task keeps its PID (what Slurm, PMIx and the
+ *   registration know).  When SIGTERM is pending, the watcher of global
+ *   task 0 runs `crjob checkpoint JOBID --stop` (at most stop_timeout=
+ *   seconds: keep it under GraceTime), then every watcher SIGKILLs its task
+ *   if it is still there (the coordinator's --stop has killed it when the
+ *   checkpoint worked).  scancel, a time limit and scontrol requeue send
+ *   the same SIGTERM: they checkpoint too, which a later --restart-from can
+ *   use.  An application that unblocks SIGTERM (or orted, which handles it)
+ *   gets the signal as before: for mpirun jobs the trigger is the
+ *   coordinator, which watches the job's PreemptTime in slurmctld (the
+ *   batch shell gets no SIGTERM at preemption).
+ *   Slurm's --signal=B:USR1 is no substitute: it fires up to a minute late.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -102,12 +113,16 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -128,6 +143,7 @@ static char coord_bin[PATH_MAX] = "/usr/sbin/crjob-coord";
 static char crd_bin[PATH_MAX] = "/usr/sbin/crd";
 static char iface[IF_NAMESIZE];
 static int agent_port = 7070;
+static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
 
 /* the user's options */
 static int opt_checkpoint;
@@ -263,6 +279,8 @@ static void parse_args(int ac, char **av)
 			snprintf(iface, sizeof(iface), "%s", a + 6);
 		else if (!strncmp(a, "agent_port=", 11))
 			agent_port = atoi(a + 11);
+		else if (!strncmp(a, "stop_timeout=", 13))
+			stop_timeout = atoi(a + 13);
 		else
 			/* a typo in plugstack.conf must not stop jobs */
 			slurm_error("crjob: plugstack.conf: unknown argument '%s' ignored", a);
@@ -554,6 +572,175 @@ static long last_generation(const char *dir, const char *job)
 }
 
 /*
+ * Run argv and wait for it at most timeout seconds (then SIGKILL it); its
+ * exit code, 128+signal, or -1.
+ */
+static int run_bounded(char *const argv[], int timeout)
+{
+	time_t end = time(NULL) + timeout;
+	pid_t pid;
+	int st;
+
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (w < 0 && errno != EINTR)
+			return -1;
+		if (time(NULL) >= end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1;
+		}
+		usleep(50000);
+	}
+}
+
+/* SIGTERM is pending for pid (blocked there, so it waits) */
+static int sigterm_pending(pid_t pid)
+{
+	char path[64], line[256];
+	unsigned long long mask;
+	int ret = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if ((!strncmp(line, "ShdPnd:", 7) || !strncmp(line, "SigPnd:", 7)) &&
+		    sscanf(line + 7, "%llx", &mask) == 1 && (mask & (1ULL << (SIGTERM - 1))))
+			ret = 1;
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * The watcher of one task (see "SIGTERM before preemption" at the top): a
+ * process outside the task's tree (double fork), so never checkpointed.
+ * Slurm sends SIGTERM only to the step's tasks (proctrack/cgroup skips
+ * every other process but for SIGKILL), and the task holds it blocked
+ * (the mask survives exec): the watcher sees it pending.  Then the watcher
+ * of global task 0 asks for `crjob checkpoint JOBID --stop`, and every
+ * watcher makes sure its task goes (SIGKILL: its SIGTERM stays blocked), as
+ * it would have without us.  A watcher leaves when its task ends.
+ */
+static void watch_task(pid_t task, uint32_t job, uint32_t step, uint32_t gtask)
+{
+	char jobs[16], sbuf[16];
+	struct pollfd pfd;
+	sigset_t set;
+	int pidfd, rc;
+
+	pidfd = syscall(SYS_pidfd_open, task, 0);
+	if (pidfd < 0) {
+		slurm_error("crjob: job %u task %u: no watcher (pidfd_open: %s): SIGTERM is "
+			    "not caught", job, gtask, strerror(errno));
+		kill(task, SIGKILL);	/* it blocks SIGTERM: do not leave it unkillable */
+		_exit(1);
+	}
+	/* with proctrack/pgid or linuxproc it may reach us too: we act on the task's */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	pfd.fd = pidfd;
+	pfd.events = POLLIN;
+	for (;;) {
+		int n = poll(&pfd, 1, 100);
+
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0)
+			_exit(0);	/* the task ended */
+		if (sigterm_pending(task))
+			break;
+	}
+	snprintf(jobs, sizeof(jobs), "%u", job);
+	if (gtask == 0) {
+		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "checkpoint", jobs,
+				 "--stop", NULL };
+
+		slurm_info("crjob: job %u step %s: SIGTERM: checkpoint --stop before the job goes",
+			   job, step_name(step, sbuf, sizeof(sbuf)));
+		rc = run_bounded(argv, stop_timeout);
+		if (rc)
+			slurm_error("crjob: job %u: checkpoint before termination failed (%d): the "
+				    "job goes without it", job, rc);
+	} else {
+		/* the coordinator's --stop ends this task too when it succeeds */
+		poll(&pfd, 1, stop_timeout * 1000);
+	}
+	syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	_exit(0);
+}
+
+/* In the task, before exec: leave a watcher behind and block SIGTERM. */
+static void start_watcher(spank_t sp, uint32_t job, uint32_t step)
+{
+	uint32_t gtask = 0;
+	pid_t task = getpid(), pid;
+	sigset_t set;
+	int st, fd;
+
+	if (access(crjob_bin, X_OK))
+		return;		/* nobody to checkpoint: SIGTERM works as without us */
+	item_u32(sp, S_TASK_GLOBAL_ID, &gtask);
+	pid = fork();
+	if (pid < 0) {
+		slurm_error("crjob: job %u task %u: fork for the watcher: %s", job, gtask,
+			    strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		struct stat sb;
+
+		if (fork())
+			_exit(0);
+		/*
+		 * proctrack/cgroup signals every process of the step but those
+		 * whose name is slurmstepd, which a fork of it still has
+		 */
+		prctl(PR_SET_NAME, "crjob-watch", 0, 0, 0);
+		/*
+		 * not the task's stdio (srun sees the task's output end with the
+		 * task), nor the pipes and sockets between slurmstepd and the
+		 * step's tasks; regular files (the step's log) stay
+		 */
+		fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			if (fd > 2)
+				close(fd);
+		}
+		for (fd = 3; fd < 1024; fd++)
+			if (!fstat(fd, &sb) && !S_ISREG(sb.st_mode))
+				close(fd);
+		watch_task(task, job, step, gtask);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+/*
  * Remote, in the task just before exec, as the job's owner: is this a
  * restart with a checkpoint to restore?  SLURM_RESTART_COUNT is in the
  * task's environment only from here on (user_init does not see it for the
@@ -568,6 +755,9 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 
 	if (!opt_checkpoint || step_ids(sp, &job, &step) || step == SLURM_EXTERN_CONT)
 		return 0;
+	/* the batch shell gets no SIGTERM at preemption, only the steps' tasks */
+	if (step != SLURM_BATCH_SCRIPT)
+		start_watcher(sp, job, step);
 	if (spank_getenv(sp, "SLURM_RESTART_COUNT", restarts, sizeof(restarts)) != ESPANK_SUCCESS &&
 	    !opt_restart_from[0])
 		return 0;

@@ -358,12 +358,9 @@ def requeue_restarts(env, c):
             "the plugin did not log the generation it found"
 
 
-@_with_cluster
-def preempt_requeues(env, c):
-    """a job in partition low is preempted by one in high on the same node: requeued
-    (GraceTime, then SLURM_RESTART_COUNT=1), the high job runs, the low one ends right"""
+def _preempt(env, c, *low_args):
     out = os.path.join(c.work, "long.out")
-    low = c.sbatch("-p", "low", "--requeue", "-N", str(NODES), "-t", "3",
+    low = c.sbatch("-p", "low", "--requeue", *low_args, "-N", str(NODES), "-t", "3",
                    "--open-mode=append", "-o", out, _long_job(env, c))
     _wait_progress(c, low, out, 3)
     node1 = c.state["nodes"][0]["name"]
@@ -376,6 +373,49 @@ def preempt_requeues(env, c):
         f"high job {j['JobState']}: {_read(hout)}"
     text = _check_restarted(env, c, low, out)
     assert "DUE TO PREEMPTION" in text, f"not preempted: {text[-2000:]}"
+    return low
+
+
+@_with_cluster
+def preempt_requeues(env, c):
+    """a job in partition low is preempted by one in high on the same node: requeued
+    (GraceTime, then SLURM_RESTART_COUNT=1), the high job runs, the low one ends right"""
+    _preempt(env, c)
+
+
+def _stubs(env):
+    """crjob and crjob-coord that log their arguments to calls.log and succeed"""
+    stubs = os.path.join(env.tmpdir, "stubs")
+    os.makedirs(stubs)
+    calls = os.path.join(stubs, "calls.log")
+    for name in ("crjob", "crjob-coord"):
+        with open(os.path.join(stubs, name), "w") as f:
+            f.write(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+        os.chmod(os.path.join(stubs, name), 0o755)
+    os.chmod(stubs, 0o777)
+    return calls, ("--crjob", os.path.join(stubs, "crjob"),
+                   "--coord", os.path.join(stubs, "crjob-coord"))
+
+
+def preempt_checkpoint_first(env):
+    """preemption of a --checkpoint job: the SIGTERM Slurm sends the step's tasks makes
+    the plugin ask for `crjob checkpoint JOBID --stop` first (crjob is a stub), then
+    the tasks go (they ignore SIGTERM: SIGKILL), the job is requeued and ends right"""
+    if not os.path.exists(os.path.join(env.builddir, "slurm-spank", "spank_crjob.so")):
+        raise unittest.SkipTest("spank_crjob.so is not built (no slurm/spank.h: libslurm-dev)")
+    calls, up_args = _stubs(env)
+    c = Cluster(env, up_args=up_args)
+    try:
+        low = _preempt(env, c, "--checkpoint")
+        store = os.path.join(c.dir, "store")
+        got = _read(calls).splitlines()
+        stops = [g for g in got if g == f"crjob --store {store} checkpoint {low} --stop"]
+        assert len(stops) == 1, f"checkpoint --stop asked {len(stops)} times: {got}"
+        node1 = c.state["nodes"][0]["name"]
+        assert f"job {low} step 0: SIGTERM: checkpoint --stop" in c.slurmd_log(node1), \
+            "the watcher of task 0 did not log the checkpoint"
+    finally:
+        c.down()
 
 
 @_with_cluster
@@ -429,16 +469,8 @@ def spank_calls(env):
     coordinator down at the end (crjob and crjob-coord are stubs that log)"""
     if not os.path.exists(os.path.join(env.builddir, "slurm-spank", "spank_crjob.so")):
         raise unittest.SkipTest("spank_crjob.so is not built (no slurm/spank.h: libslurm-dev)")
-    stubs = os.path.join(env.tmpdir, "stubs")
-    os.makedirs(stubs)
-    calls = os.path.join(stubs, "calls.log")
-    for name in ("crjob", "crjob-coord"):
-        with open(os.path.join(stubs, name), "w") as f:
-            f.write(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
-        os.chmod(os.path.join(stubs, name), 0o755)
-    os.chmod(stubs, 0o777)
-    c = Cluster(env, up_args=("--crjob", os.path.join(stubs, "crjob"),
-                              "--coord", os.path.join(stubs, "crjob-coord")))
+    calls, up_args = _stubs(env)
+    c = Cluster(env, up_args=up_args)
     try:
         store = os.path.join(c.dir, "store")
         out = os.path.join(c.work, "calls.out")
@@ -486,4 +518,5 @@ CASES = [("cluster/up-down-leaves-nothing", up_down_leaves_nothing),
          ("spank/options", spank_options),
          ("spank/calls-coordinator-and-crjob", spank_calls),
          ("requeue/restarts", requeue_restarts),
-         ("preempt/low-requeued-by-high", preempt_requeues)]
+         ("preempt/low-requeued-by-high", preempt_requeues),
+         ("preempt/checkpoint-first", preempt_checkpoint_first)]
