@@ -24,13 +24,14 @@ enum {
 	K_PIDFILE,
 	K_NAME,
 	K_HOLD,
+	K_CAPTURE,
 	K_CONFIG,
 	K_NR,
 };
 
 static const char *const keys[K_NR] = {
 	"listen", "store", "crd", "allow_users", "munge_socket", "max_parallel", "log",
-	"pidfile", "name", "hold_timeout", "config",
+	"pidfile", "name", "hold_timeout", "capture", "config",
 };
 
 static const struct option long_opts[] = {
@@ -44,6 +45,7 @@ static const struct option long_opts[] = {
 	{ "pidfile", required_argument, NULL, K_PIDFILE },
 	{ "name", required_argument, NULL, K_NAME },
 	{ "hold-timeout", required_argument, NULL, K_HOLD },
+	{ "capture", required_argument, NULL, K_CAPTURE },
 	{ "config", required_argument, NULL, K_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ }
@@ -55,11 +57,13 @@ static void usage(FILE *f)
 		"Usage: crjob-agent [--config FILE] [--listen HOST:PORT] [--store DIR]\n"
 		"         [--crd PATH] [--allow-users U1,U2] [--munge-socket PATH]\n"
 		"         [--max-parallel N] [--log FILE] [--pidfile FILE] [--name NODE]\n"
-		"         [--hold-timeout SECONDS]\n"
+		"         [--hold-timeout SECONDS] [--capture DIR[:DIR...]]\n"
 		"The node agent of crjob (docs/distributed.md).  The config file (default\n"
 		AGENT_DEFAULT_CONF ") has `key = value` lines with the same names\n"
 		"(listen, store, crd, allow_users, munge_socket, max_parallel, log, pidfile, name,\n"
-		"hold_timeout).\n");
+		"hold_timeout, capture).  capture: node-local directories (Slurm's spool,\n"
+		"TmpFS) whose files the trees use are copied into the images and recreated\n"
+		"on restore where missing (crd --capture-path).\n");
 }
 
 static char *trim(char *s)
@@ -72,6 +76,32 @@ static char *trim(char *s)
 	while (e > s && isspace((unsigned char)e[-1]))
 		*--e = '\0';
 	return s;
+}
+
+/* "DIR:DIR" -> capture directories (crd dump --capture-path) */
+static int parse_capture(const char *list, struct agent_conf *c)
+{
+	char *dup = strdup(list), *tok, *save = NULL;
+
+	if (!dup)
+		return -ENOMEM;
+	while (c->n_capture)
+		free(c->capture[--c->n_capture]);
+	for (tok = strtok_r(dup, ":, ", &save); tok; tok = strtok_r(NULL, ":, ", &save)) {
+		if (c->n_capture == AGENT_MAX_CAPTURE || tok[0] != '/') {
+			fprintf(stderr, "crjob-agent: capture: at most %d absolute directories, "
+				"not '%s'\n", AGENT_MAX_CAPTURE, tok);
+			free(dup);
+			return -EINVAL;
+		}
+		c->capture[c->n_capture] = strdup(tok);
+		if (!c->capture[c->n_capture++]) {
+			free(dup);
+			return -ENOMEM;
+		}
+	}
+	free(dup);
+	return 0;
 }
 
 /* "alice,1001,bob" -> uids */
@@ -118,6 +148,8 @@ static int set_key(struct agent_conf *c, int k, const char *val, const char *whe
 
 	if (k == K_ALLOW)
 		return parse_allow(val, c);
+	if (k == K_CAPTURE)
+		return parse_capture(val, c);
 	if (k == K_MAXPAR) {
 		c->max_parallel = strtol(val, &end, 10);
 		if (*end || end == val || c->max_parallel < 1 || c->max_parallel > 1024) {
@@ -226,4 +258,6 @@ void conf_free(struct agent_conf *c)
 	free(c->log);
 	free(c->pidfile);
 	free(c->name);
+	while (c->n_capture)
+		free(c->capture[--c->n_capture]);
 }

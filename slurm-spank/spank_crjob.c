@@ -494,9 +494,17 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 }
 
 /* Remote, in slurmstepd: the task's real PID. */
+static const char *jobs_of(uint32_t job, char *buf)
+{
+	sprintf(buf, "%u", job);
+	return buf;
+}
+
+static long last_generation(const char *dir, const char *job);
+
 int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 {
-	uint32_t job, step, nlocal;
+	uint32_t job, step, nlocal, restarts = 0;
 	pid_t pid;
 	char name[64], ip[64], spec[64 + 64 + 64 + MAX_TASKS * 12], jobs[16], sbuf[16];
 	unsigned int i;
@@ -512,6 +520,14 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 	if (ntasks < MAX_TASKS)
 		task_pids[ntasks++] = pid;
 	if (ntasks != nlocal && ntasks != MAX_TASKS)
+		return 0;
+	/*
+	 * A requeued batch step with a generation runs `crjob resume` (task_init):
+	 * its trees are the restored ones, which the coordinator knows already.
+	 */
+	if (step == SLURM_BATCH_SCRIPT && !opt_restart_from[0] &&
+	    spank_get_item(sp, S_SLURM_RESTART_COUNT, &restarts) == ESPANK_SUCCESS &&
+	    restarts && job_store()[0] && last_generation(job_store(), jobs_of(job, jobs)) >= 0)
 		return 0;
 
 	node_name(name, sizeof(name));
@@ -791,15 +807,30 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 			   task, from, job_store());
 		return 0;
 	}
-	slurm_info("crjob: job %u step %s task %u: generation %ld of job %s in %s: restore is "
-		   "not implemented yet, starting from the beginning", job,
-		   step_name(step, sbuf, sizeof(sbuf)), task, gen, from, job_store());
-	/*
-	 * launch as usual until crd restore can take the task's place; the task
-	 * learns which generation it would have been restored from
-	 */
 	snprintf(g, sizeof(g), "%ld", gen);
 	spank_setenv(sp, "CRJOB_RESTORE_GENERATION", g, 1);
+	if (step != SLURM_BATCH_SCRIPT || opt_restart_from[0]) {
+		/* steps run inside the batch script come back with it */
+		slurm_info("crjob: job %u step %s task %u: generation %ld of job %s: only the "
+			   "batch step is restored; this one starts from the beginning", job,
+			   step_name(step, sbuf, sizeof(sbuf)), task, gen, from);
+		return 0;
+	}
+	slurm_info("crjob: job %u: restoring generation %ld on this allocation instead of "
+		   "running the batch script", job, gen);
+	{
+		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "resume", jobs,
+				 "--generation", g, NULL };
+
+		char **envp = NULL;
+
+		/* the job's environment, as the batch script would have had it */
+		if (spank_get_item(sp, S_JOB_ENV, &envp) != ESPANK_SUCCESS || !envp)
+			envp = environ;
+		execve(crjob_bin, argv, envp);
+		slurm_error("crjob: job %u: exec %s: %s: running the batch script instead", job,
+			    crjob_bin, strerror(errno));
+	}
 	return 0;
 }
 
