@@ -5,7 +5,7 @@
  *
  *     optional /path/spank_crjob.so store=DIR crjob=PATH coord=PATH [crd=PATH]
  *                                   [agent_port=7710] [iface=eth0]
- *                                   [munge_socket=PATH]
+ *                                   [munge_socket=PATH] [keep=K]
  *
  * Options (registered from slurm_spank_init, so sbatch and salloc accept
  * them too, not only srun):
@@ -144,7 +144,8 @@ static char coord_bin[PATH_MAX] = "/usr/sbin/crjob-coord";
 static char crd_bin[PATH_MAX] = "/usr/sbin/crd";
 static char iface[IF_NAMESIZE];
 static char munge_socket[PATH_MAX];	/* munged's socket, when not munge's default */
-static int agent_port = 7710;	/* RPC_DEFAULT_AGENT_PORT */
+static int agent_port = 7710;
+static int keep;			/* generations kept per job, 0: all */	/* RPC_DEFAULT_AGENT_PORT */
 static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
 
 /* the user's options */
@@ -281,6 +282,8 @@ static void parse_args(int ac, char **av)
 			snprintf(iface, sizeof(iface), "%s", a + 6);
 		else if (!strncmp(a, "munge_socket=", 13))
 			snprintf(munge_socket, sizeof(munge_socket), "%s", a + 13);
+		else if (!strncmp(a, "keep=", 5))
+			keep = atoi(a + 5);
 		else if (!strncmp(a, "agent_port=", 11))
 			agent_port = atoi(a + 11);
 		else if (!strncmp(a, "stop_timeout=", 13))
@@ -482,9 +485,12 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 		return 0;
 	snprintf(listen, sizeof(listen), "%s:0", ip);
 	{
+		char keeps[16];
 		char *argv[] = { coord_bin, "--job", jobs, "--store", (char *)job_store(),
-				 "--listen", listen, "--owner", uids,
+				 "--listen", listen, "--owner", uids, "--keep", keeps,
 				 opt_interval ? "--interval" : NULL, ivs, NULL };
+
+		snprintf(keeps, sizeof(keeps), "%d", keep);
 
 		if (!run_detached(argv, uid, gid, 0))
 			slurm_info("crjob: job %u: coordinator started (interval %lds)", job,
