@@ -624,9 +624,11 @@ void job_progress(struct job *j)
 		}
 		break;
 	case J_DUMPING:
-		if (f && j->conn)
+		if (f && j->pending) {
+			/* the others stay frozen for the coordinator's ABORT, not forever */
 			reply_failed(j, f);
-		else if (!f && job_all(j, ST(T_DUMPED))) {
+			hold(j, J_DUMPING);
+		} else if (!f && job_all(j, ST(T_DUMPED))) {
 			hold(j, J_DUMPED);
 			job_reply(j, 0, NULL);
 		}
