@@ -315,6 +315,29 @@ def refused_requests(env):
         assert _runner.proc_status(root_tree.pid, "TracerPid") == "0"
         log = a.logtext()
         assert log.count("refused FREEZE of job j") >= 4, log[-3000:]
+        assert "not in allow_users" in log and "may not act for owner uid 0" in log
+        # a process whose main thread is nobody's but another thread still root's
+        work = os.path.join(env.tmpdir, "mixed")
+        os.mkdir(work)
+        os.chown(work, NOBODY, NOBODY)
+        mixed = _runner.spawn([shutil.which("python3"), "-c",
+                               "import ctypes, threading, time\n"
+                               "threading.Thread(target=time.sleep, args=(600,),"
+                               " daemon=True).start()\n"
+                               "ctypes.CDLL(None).syscall(117, 65534, 65534, 65534)\n"
+                               "open('ready', 'w').close()\n"
+                               "time.sleep(600)\n"], cwd=work)
+        try:
+            deadline = time.time() + 30
+            while not os.path.exists(os.path.join(work, "ready")):
+                assert time.time() < deadline and _runner.alive(mixed), "helper did not start"
+                time.sleep(0.01)
+            assert _runner.proc_status(mixed, "Uid") == "65534\t65534\t65534\t65534"
+            code, rep = a.call("FREEZE", "job=m", f"tree={mixed}", user=NOBODY)
+            assert code == 1 and "(thread " in rep["message"] and "has uids 0 0 0 0" in \
+                rep["message"], f"a thread of root's was frozen for nobody: {rep['out']}"
+        finally:
+            _runner.kill_tree(mixed)
         # nobody's own tree: accepted, and its job directory is nobody's
         own = Memgen(env, "w2", user=NOBODY)
         ms.append(own)
