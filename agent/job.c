@@ -316,10 +316,16 @@ int tree_answer(struct tree *t, bool go_on)
 static void tree_hook(struct job *j, struct tree *t, const char *action)
 {
 	struct agent *a = j->a;
+	char why[512];
 
 	if (j->phase == J_ABORTING || j->phase == J_KILLING || t->state == T_FAILED ||
 	    t->state == T_RELEASING) {
 		tree_answer(t, false);
+	} else if (!strcmp(action, "post-freeze") && t->state == T_STARTED &&
+		   (t->err = auth_tree(t->pid, j->owner, why, sizeof(why)))) {
+		/* frozen now, checked again: a setuid child may have come since FREEZE */
+		tree_answer(t, false);
+		tree_fail(j, t, "refused once frozen: %s", why);
 	} else if (!strcmp(action, "post-freeze") && t->state == T_STARTED) {
 		t->state = T_FROZEN;
 		free(t->cpuset);
