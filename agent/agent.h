@@ -152,6 +152,7 @@ struct job {
 	struct event *deadline;
 	struct event *ticker;	/* DUMP progress EVENTs */
 	struct event *hold;	/* held (frozen, dumped, restored) too long */
+	uint32_t deadline_ms;	/* FREEZE's: the coordinator's patience for the freeze */
 	enum job_phase held;
 	struct agent *a;
 };

@@ -576,8 +576,9 @@ static void hold_expired(evutil_socket_t fd, short what, void *arg)
 
 	if (j->phase != j->held || j->pending)
 		return;
-	alog("job %s: held %s for %d s without a request from its coordinator: %s\n", j->id,
-	     job_phase_name(j->phase), j->a->conf.hold_timeout_s,
+	alog("job %s: held %s for %s without a request from its coordinator: %s\n", j->id,
+	     job_phase_name(j->phase), j->phase == J_FROZEN && j->deadline_ms ?
+	     "the FREEZE deadline" : "hold_timeout",
 	     j->phase == J_RESTORED ? "killing the restored trees" : "aborting");
 	if (j->phase == J_RESTORED)
 		job_kill(j, NULL, 0);
@@ -591,8 +592,19 @@ static void hold(struct job *j, enum job_phase phase)
 
 	j->phase = phase;
 	j->held = phase;
-	if (!j->a->conf.hold_timeout_s)
+	/*
+	 * The coordinator sends DUMP once every node is frozen, within its FREEZE
+	 * deadline, or gives up: frozen longer than that (and a margin), the
+	 * checkpoint is dead even if its ABORT cannot reach us.
+	 */
+	if (phase == J_FROZEN && j->deadline_ms &&
+	    (!j->a->conf.hold_timeout_s ||
+	     (int)(j->deadline_ms / 1000) < j->a->conf.hold_timeout_s)) {
+		tv.tv_sec = j->deadline_ms / 1000 + 1;
+		tv.tv_usec = j->deadline_ms % 1000 * 1000;
+	} else if (!j->a->conf.hold_timeout_s) {
 		return;
+	}
 	if (!j->hold)
 		j->hold = evtimer_new(j->a->base, hold_expired, j);
 	if (j->hold)
@@ -717,6 +729,7 @@ int job_freeze(struct job *j, uint32_t deadline_ms, char *why, size_t size)
 
 	if (!j->gen)
 		j->gen = next_gen(j);
+	j->deadline_ms = deadline_ms;
 	j->phase = J_FREEZING;
 	alog("job %s: freezing %d trees for generation %llu%s\n", j->id, j->ntrees,
 	     (unsigned long long)j->gen, j->stop ? " (stop)" : "");

@@ -509,9 +509,17 @@ def coordinator_gone(env):
         while _runner.proc_status(m.pid, "TracerPid") != "0":
             assert time.time() < deadline, f"still held: {a.logtext()[-1500:]}"
             time.sleep(0.05)
-        assert "held frozen for 1 s without a request" in a.logtext(), a.logtext()[-1500:]
+        assert "held frozen for hold_timeout without a request" in a.logtext(), \
+            a.logtext()[-1500:]
         code, rep = a.call("DUMP", "job=j")
         assert code == 1 and "the job is idle" in rep["message"], rep["out"]
+        # a FREEZE deadline of 500 ms: no DUMP by then (+1 s), the coordinator gave up
+        a.ok("FREEZE", "job=j", f"tree={m.pid}", "deadline=500")
+        t0 = time.time()
+        while _runner.proc_status(m.pid, "TracerPid") != "0":
+            assert time.time() < t0 + 10, f"still held: {a.logtext()[-1500:]}"
+            time.sleep(0.05)
+        assert "held frozen for the FREEZE deadline" in a.logtext(), a.logtext()[-1500:]
         m.mutate()
         m.verify(1)
     finally:
