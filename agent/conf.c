@@ -25,13 +25,14 @@ enum {
 	K_NAME,
 	K_HOLD,
 	K_CAPTURE,
+	K_CRD_LOGS,
 	K_CONFIG,
 	K_NR,
 };
 
 static const char *const keys[K_NR] = {
 	"listen", "store", "crd", "allow_users", "munge_socket", "max_parallel", "log",
-	"pidfile", "name", "hold_timeout", "capture", "config",
+	"pidfile", "name", "hold_timeout", "capture", "crd_logs", "config",
 };
 
 static const struct option long_opts[] = {
@@ -46,6 +47,7 @@ static const struct option long_opts[] = {
 	{ "name", required_argument, NULL, K_NAME },
 	{ "hold-timeout", required_argument, NULL, K_HOLD },
 	{ "capture", required_argument, NULL, K_CAPTURE },
+	{ "crd-logs", required_argument, NULL, K_CRD_LOGS },
 	{ "config", required_argument, NULL, K_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ }
@@ -57,13 +59,20 @@ static void usage(FILE *f)
 		"Usage: crjob-agent [--config FILE] [--listen HOST:PORT] [--store DIR]\n"
 		"         [--crd PATH] [--allow-users U1,U2] [--munge-socket PATH]\n"
 		"         [--max-parallel N] [--log FILE] [--pidfile FILE] [--name NODE]\n"
-		"         [--hold-timeout SECONDS] [--capture DIR[:DIR...]]\n"
-		"The node agent of crjob (docs/distributed.md).  The config file (default\n"
-		AGENT_DEFAULT_CONF ") has `key = value` lines with the same names\n"
-		"(listen, store, crd, allow_users, munge_socket, max_parallel, log, pidfile, name,\n"
-		"hold_timeout, capture).  capture: node-local directories (Slurm's spool,\n"
-		"TmpFS) whose files the trees use are copied into the images and recreated\n"
-		"on restore where missing (crd --capture-path).\n");
+		"         [--hold-timeout SECONDS] [--crd-logs DIR] [--capture DIR[:DIR...]]
+"
+		"The node agent of crjob (docs/distributed.md).  The config file (default
+"
+		AGENT_DEFAULT_CONF ") has `key = value` lines with the same names
+"
+		"(listen, store, crd, allow_users, munge_socket, max_parallel, log, pidfile, name,
+"
+		"hold_timeout, crd_logs, capture).  capture: node-local directories (Slurm's
+"
+		"spool, TmpFS) whose files the trees use are copied into the images and
+"
+		"recreated on restore where missing (crd --capture-path).
+");
 }
 
 static char *trim(char *s)
@@ -142,7 +151,7 @@ static int set_key(struct agent_conf *c, int k, const char *val, const char *whe
 	char **str[K_NR] = {
 		[K_LISTEN] = &c->listen, [K_STORE] = &c->store, [K_CRD] = &c->crd,
 		[K_MUNGE] = &c->munge_socket, [K_LOG] = &c->log, [K_PIDFILE] = &c->pidfile,
-		[K_NAME] = &c->name,
+		[K_NAME] = &c->name, [K_CRD_LOGS] = &c->crd_logs,
 	};
 	char *end;
 
@@ -258,6 +267,7 @@ void conf_free(struct agent_conf *c)
 	free(c->log);
 	free(c->pidfile);
 	free(c->name);
+	free(c->crd_logs);
 	while (c->n_capture)
 		free(c->capture[--c->n_capture]);
 }
