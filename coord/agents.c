@@ -48,6 +48,7 @@ void agent_on_msg(struct coord *co, struct cnode *cn, const Crjob__Msg *m, uid_t
 			co->job, cn->n->name, uid, addr);
 		return;
 	}
+	cn->last_heard = now_s();
 	node_progress(cn, m->trees, m->n_trees);
 	if (m->node)
 		node_progress(cn, m->node->trees, m->node->n_trees);

@@ -52,6 +52,15 @@ static void arm_timer(struct coord *co, struct ckpt *k)
 	evtimer_add(k->timer, &tv);
 }
 
+/* the silence check of the DUMP step, a few times per freeze timeout */
+static void arm_watch(struct coord *co, struct ckpt *k)
+{
+	unsigned ms = co->freeze_timeout_ms / 4 ?: 1;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(k->timer, &tv);
+}
+
 /* send the step's request to every node; the first node that can't be reached fails it */
 static void broadcast(struct coord *co, struct ckpt *k, enum step step)
 {
@@ -244,7 +253,7 @@ static int commit(struct coord *co, struct ckpt *k)
 
 static void step_done(struct coord *co, struct ckpt *k)
 {
-	int ret;
+	int i, ret;
 
 	switch (k->step) {
 	case FREEZE:
@@ -252,9 +261,14 @@ static void step_done(struct coord *co, struct ckpt *k)
 		evtimer_del(k->timer);
 		co->phase = "dumping";
 		progress(co, k, true);
+		for (i = 0; i < co->nodes.n; i++)
+			co->nodes.v[i]->last_heard = k->t_frozen;
 		broadcast(co, k, DUMP);
+		if (co->op == &k->op)
+			arm_watch(co, k);
 		break;
 	case DUMP:
+		evtimer_del(k->timer);
 		k->t_dumped = now_s();
 		co->phase = "committing";
 		ret = commit(co, k);
@@ -305,12 +319,41 @@ static void ckpt_node_done(struct coord *co, struct cnode *cn, int err, const ch
 		step_done(co, k);
 }
 
+/*
+ * A DUMP takes as long as the images, so it has no deadline; but agents send
+ * an EVENT each second while their trees write.  A node silent for the
+ * freeze timeout is taken for lost (a dead link does not always close).
+ */
+static void check_silence(struct coord *co, struct ckpt *k)
+{
+	double t = now_s(), limit = co->freeze_timeout_ms / 1e3;
+	char why[200];
+	int i;
+
+	for (i = 0; i < co->nodes.n; i++) {
+		struct cnode *cn = co->nodes.v[i];
+
+		if (cn->wait_id && t - cn->last_heard > limit) {
+			snprintf(why, sizeof(why), "no word from its agent for %u ms while dumping",
+				 co->freeze_timeout_ms);
+			ckpt_fail(co, k, cn->n->name, -ETIMEDOUT, why);
+			return;
+		}
+	}
+	arm_watch(co, k);
+}
+
 static void ckpt_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct coord *co = arg;
 	struct ckpt *k = co->op->data;
 	char why[200];
 	int i;
+
+	if (k->step == DUMP) {
+		check_silence(co, k);
+		return;
+	}
 
 	for (i = 0; i < co->nodes.n && !co->nodes.v[i]->wait_id; i++)
 		;

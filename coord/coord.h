@@ -25,6 +25,7 @@ struct cnode {
 	uint64_t wait_id;		/* request awaiting its REPLY, 0 if none */
 	double t_frozen;		/* when its FREEZE reply came */
 	double t_thawed;
+	double last_heard;		/* its agent's last message (DUMP: EVENTs) */
 	void *shard_ptr;		/* its io thread, NULL before its first request */
 	uint64_t sent_id;		/* io thread: last request sent on conn */
 	bool dying;			/* freed once its io thread let go of it */

@@ -99,6 +99,24 @@ def hung_agent(env):
     _cluster(env, body)
 
 
+def silent_agent_dump(env):
+    """an agent silent during DUMP (no EVENT, no REPLY) for the freeze timeout: abort"""
+    def body(c):
+        ports = c.fake_agents(3)
+        mute = c.fake_agents(1, "--drop-at", "dump")
+        c.start_coord("--freeze-timeout", "500", *c.node_args(ports + mute))
+        r = c.crjob("checkpoint", c.job)
+        assert r.returncode == 1, f"checkpoint with a silent agent: {r.returncode}: {r.stdout}"
+        assert "node n3" in r.stderr and "no word" in r.stderr, r.stderr
+        assert c.gens() == [] and c.store_ls() == [], c.gens()
+        assert not os.path.exists(os.path.join(c.store, "jobs", c.job, "gen-1.partial")), \
+            "the writers of the aborted generation were left"
+        ops = _ops(c)
+        for p in ports + mute:
+            assert (p, "abort") in ops and (p, "thaw") not in ops, ops
+    _cluster(env, body)
+
+
 def sigterm_aborts(env):
     """SIGTERM to the coordinator while agents are frozen: ABORT to all, then it exits"""
     def body(c):
@@ -347,6 +365,7 @@ def cli_usage(env):
 CASES = [("checkpoint-4-agents", checkpoint_four),
          ("failing-agent", failing_agent),
          ("hung-agent-deadline", hung_agent),
+         ("silent-agent-dump", silent_agent_dump),
          ("sigterm-aborts", sigterm_aborts),
          ("interval-keep", periodic_keep),
          ("coordinator-restarted", coord_restarted),
