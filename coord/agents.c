@@ -149,18 +149,20 @@ int agents_pending(const struct nodeset *ns)
 }
 
 /*
- * Forget the replies still awaited.  The connection of a node that did not
- * answer is closed: what is queued on it (a FREEZE its agent never got, say,
- * behind a dropped link) must not reach the agent later.
+ * Forget the replies still awaited.  With stale, the connection of a node
+ * that did not answer is closed: what is queued on it (a FREEZE or RESTORE
+ * its agent never got, say, behind a dropped link) must not reach the agent
+ * later.  Without, it stays: an ABORT, THAW or KILL must reach the agent
+ * when the link works again, whoever waits for its reply.
  */
-void agents_cancel(struct nodeset *ns)
+void agents_cancel(struct nodeset *ns, bool stale)
 {
 	int i;
 
 	for (i = 0; i < ns->n; i++) {
 		struct cnode *cn = ns->v[i];
 
-		if (cn->wait_id) {
+		if (cn->wait_id && stale) {
 			pr_warn("node %s: no reply from agent %s, connection closed\n",
 				cn->n->name, cn->n->agent);
 			agent_drop_conn(cn->co, cn);

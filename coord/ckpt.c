@@ -127,7 +127,7 @@ static void ckpt_finish(struct coord *co, struct ckpt *k)
 	double t = now_s();
 	char msg[512];
 
-	agents_cancel(&co->nodes);
+	agents_cancel(&co->nodes, false);
 	event_free(k->timer);
 	co->op = NULL;
 	if (k->err) {
@@ -164,7 +164,7 @@ static void ckpt_fail(struct coord *co, struct ckpt *k, const char *node, int er
 	state_set_error(co, node, "%s (generation %llu aborted)", why,
 			(unsigned long long)k->gen);
 	k->err = err < 0 ? err : -EIO;
-	agents_cancel(&co->nodes);
+	agents_cancel(&co->nodes, true);
 	co->phase = "aborting";
 	broadcast(co, k, ABORT);
 	evtimer_del(k->timer);

@@ -114,7 +114,7 @@ void agent_drop_conn(struct coord *co, struct cnode *cn);
 void nodeset_free(struct coord *co, struct nodeset *ns);
 void agent_request(struct coord *co, Crjob__Msg *m, Crjob__Op op);
 int agents_pending(const struct nodeset *ns);
-void agents_cancel(struct nodeset *ns);
+void agents_cancel(struct nodeset *ns, bool stale);
 
 /* main.c: an operation ended; the loop ends too if an exit waits for it */
 void op_ended(struct coord *co);
