@@ -31,6 +31,7 @@ struct ckpt {
 	int err;			/* the failure that made it abort */
 	char warn[300];			/* a thaw that failed after the commit */
 	struct event *timer;
+	struct store_writer *w;		/* writer `coord`, until the commit */
 	double t0, t_sent, t_frozen, t_dumped, t_committed;	/* t_sent: all FREEZEs sealed */
 };
 
@@ -131,6 +132,8 @@ static void ckpt_finish(struct coord *co, struct ckpt *k)
 	event_free(k->timer);
 	co->op = NULL;
 	if (k->err) {
+		if (k->w)
+			store_writer_abort(k->w);
 		drop_partial(co, k->gen);
 		co->phase = "idle";
 		caller_reply(co, k->err, co->last_error, NULL);
@@ -236,8 +239,13 @@ static int commit(struct coord *co, struct ckpt *k)
 		for (j = 0; j < (int)co->nodes.v[i]->n->n_trees; j++)
 			writers[n++] = co->nodes.v[i]->n->trees[j]->writer;
 	writers[n++] = "coord";
-	ret = hist_add(co, k) ?: state_save_gen(co, k->gen, k->stop) ?:
-	      store_commit(co->store, co->job, k->gen, writers, n);
+	ret = hist_add(co, k);
+	if (!ret) {
+		/* the writer is freed either way */
+		ret = state_save_gen(co, k->w, k->gen, k->stop);
+		k->w = NULL;
+	}
+	ret = ret ?: store_commit(co->store, co->job, k->gen, writers, n);
 	free(writers);
 	if (ret) {
 		if (co->nhist && co->hist[co->nhist - 1]->gen == k->gen)
@@ -409,13 +417,16 @@ int ckpt_start(struct coord *co, bool stop)
 	k = calloc(1, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
-	ret = name_writers(co) ?: store_next_gen(co->store, co->job, &k->gen);
+	ret = name_writers(co) ?: store_next_gen(co->store, co->job, &k->gen) ?:
+	      state_begin_gen(co, k->gen, &k->w);
 	if (ret) {
 		free(k);
 		return ret;
 	}
 	k->timer = evtimer_new(co->base, ckpt_timeout, co);
 	if (!k->timer) {
+		store_writer_abort(k->w);
+		drop_partial(co, k->gen);
 		free(k);
 		return -ENOMEM;
 	}

@@ -95,7 +95,9 @@ Crjob__Generation *hist_find(struct coord *co, uint64_t gen);
 
 /* state.c: what survives the coordinator (store, STORE/coord/JOBID) */
 int state_load(struct coord *co, bool nodes_given, bool interval_given, bool keep_given);
-int state_save_gen(struct coord *co, uint64_t gen, bool stopped);
+struct store_writer;
+int state_begin_gen(struct coord *co, uint64_t gen, struct store_writer **w);
+int state_save_gen(struct coord *co, struct store_writer *w, uint64_t gen, bool stopped);
 void state_save_layout(struct coord *co);
 void state_remove_layout(struct coord *co);
 int state_write_coord_file(struct coord *co, int port);

@@ -87,17 +87,24 @@ static int put_msg(struct store_writer *w, const char *name, const ProtobufCMess
 	return ret;
 }
 
-/* writer `coord` of the partial generation gen, before its commit */
-int state_save_gen(struct coord *co, uint64_t gen, bool stopped)
+/*
+ * Writer `coord` of generation gen, begun before its FREEZE: the coordinator
+ * (the job's owner) then creates gen-G.partial and may write in it, where
+ * the agents' crd run as root.  It only dedups against its own earlier
+ * writers (tiny), not against every node's.
+ */
+int state_begin_gen(struct coord *co, uint64_t gen, struct store_writer **w)
+{
+	return store_writer_begin(co->store, co->job, gen, "coord", STORE_DEDUP_NODE, w);
+}
+
+/* the blobs of writer w (state_begin_gen), finished before the commit; w is freed */
+int state_save_gen(struct coord *co, struct store_writer *w, uint64_t gen, bool stopped)
 {
 	Crjob__Msg hist = CRJOB__MSG__INIT;
-	struct store_writer *w;
 	Crjob__Status *st;
 	int ret;
 
-	ret = store_writer_begin(co->store, co->job, gen, "coord", 0, &w);
-	if (ret)
-		return ret;
 	st = state_status(co);
 	if (!st) {
 		store_writer_abort(w);
