@@ -95,6 +95,18 @@ static int put_msg(struct store_writer *w, const char *name, const ProtobufCMess
  */
 int state_begin_gen(struct coord *co, uint64_t gen, struct store_writer **w)
 {
+	char path[4400];
+
+	/* the job's directory is its owner's, 0700 (the agents check and keep that) */
+	snprintf(path, sizeof(path), "%s/jobs/%s", co->store_dir, co->job);
+	if (mkdir(path, 0700) && errno != EEXIST) {
+		int ret = -errno;
+
+		pr_perror("job %s: can't create %s%s", co->job, path,
+			  ret == -EACCES ? " (a coordinator run by a user needs STORE/jobs mode 1777)" :
+			  "");
+		return ret;
+	}
 	return store_writer_begin(co->store, co->job, gen, "coord", STORE_DEDUP_NODE, w);
 }
 

@@ -349,6 +349,50 @@ def progress_on_tty(env):
     _cluster(env, body)
 
 
+def owner_not_root(env):
+    """the coordinator and crjob as the job's owner (nobody), the agent as root: the
+    owner's coordinator commits what root's crd wrote, and restarts the job"""
+    import cases_agent
+    if not os.path.exists(os.path.join(env.builddir, "agent", "crjob-agent")):
+        raise unittest.SkipTest("crjob-agent not built")
+    nobody = cases_agent.NOBODY
+    a = cases_agent.Agent(env)
+    m = None
+    # as an administrator prepares a store for coordinators run by users
+    for d in ("jobs", "coord"):
+        os.makedirs(os.path.join(a.store, d), exist_ok=True)
+        os.chmod(os.path.join(a.store, d), 0o1777)
+    c = fakecluster.Cluster(env.builddir, fakecluster.RunnerProcs(_runner), env.tmpdir,
+                            munged=a.munged, store=a.store)
+    try:
+        m = cases_agent.Memgen(env, "w1", user=nobody)
+        c.start()
+        c.start_coord("--node", f"n0,{a.addr},127.0.0.1,{m.pid}", user=nobody)
+        st = c.json("status", c.job)["status"]
+        assert st["owner"] == nobody, st
+        r = c.crjob("checkpoint", c.job, user=nobody)
+        assert r.returncode == 0, f"checkpoint: {r.returncode}: {r.stderr} " \
+            f"{c.read('coord.log')} {a.logtext()[-1500:]}"
+        m.mutate()
+        r = c.crjob("checkpoint", c.job, "--stop", user=nobody)
+        assert r.returncode == 0, f"checkpoint --stop: {r.stderr} {c.read('coord.log')}"
+        deadline = time.time() + 10
+        while _runner.alive(m.pid):
+            assert time.time() < deadline, "--stop: the tree was not killed"
+            time.sleep(0.01)
+        m.kill()
+        assert c.store_ls() == [1, 2], c.store_ls()
+        r = c.crjob("restart", c.job, "--node", f"n0,{a.addr},127.0.0.1", user=nobody)
+        assert r.returncode == 0, f"restart: {r.returncode}: {r.stderr} {a.logtext()[-1500:]}"
+        assert _runner.proc_status(m.pid, "Uid").split()[0] == str(nobody), "restored as root"
+        m.verify(1)
+    finally:
+        c.close()
+        if m:
+            m.kill()
+        a.stop()
+
+
 def cli_usage(env):
     """usage errors exit 2, an unknown job exits 3"""
     def body(c):
@@ -374,4 +418,5 @@ CASES = [("checkpoint-4-agents", checkpoint_four),
          ("other-uid-denied", other_uid_denied),
          ("progress-on-tty", progress_on_tty),
          ("cli-usage", cli_usage),
-         ("real-agent-end-to-end", real_agent)]
+         ("real-agent-end-to-end", real_agent),
+         ("owner-not-root", owner_not_root)]
