@@ -33,6 +33,7 @@ struct agent_conf {
 	char *pidfile;
 	char *name;
 	int max_parallel;
+	int hold_timeout_s;	/* a job held frozen this long without news is let go */
 	int n_allow;		/* 0: every user */
 	uid_t allow[AGENT_MAX_ALLOW];
 };
@@ -150,6 +151,9 @@ struct job {
 	bool pending;		/* a request waits (conn NULL: its connection closed) */
 	struct event *deadline;
 	struct event *ticker;	/* DUMP progress EVENTs */
+	struct event *hold;	/* held (frozen, dumped, restored) too long */
+	uint32_t deadline_ms;	/* FREEZE's: the coordinator's patience for the freeze */
+	enum job_phase held;
 	struct agent *a;
 };
 
@@ -212,6 +216,8 @@ void tree_log_tail(const struct tree *t, char *buf, size_t size);
 /* every tree of the job is in one of the states (a bitmask of 1 << state) */
 bool job_all(const struct job *j, unsigned states);
 bool job_any(const struct job *j, unsigned states);
+/* the requester of the job's pending request is gone */
+void job_orphaned(struct job *j);
 /* the next step of a job whose tree changed state */
 void job_progress(struct job *j);
 /* `crd net-unlock PID` of a tree (state T_UNLOCKING until it ends) */

@@ -95,15 +95,14 @@ int tree_pids(pid_t root, pid_t **out, int *n)
 	return 0;
 }
 
-/* the four uids of a process */
-static int proc_uids(pid_t pid, unsigned uids[4])
+/* the four uids of a task ("/proc/PID/task/TID/status") */
+static int task_uids(const char *status, unsigned uids[4])
 {
-	char path[64], line[256];
+	char line[256];
 	int ret = -ESRCH;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "re");
+	f = fopen(status, "re");
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f))
@@ -117,11 +116,50 @@ static int proc_uids(pid_t pid, unsigned uids[4])
 	return ret;
 }
 
+/*
+ * Every thread of pid has all four uids == owner.  Credentials are per
+ * thread: a process whose main thread is the user's may have another that
+ * is still root's.  0, -EPERM (why says which), or -errno.
+ */
+static int proc_owned(pid_t root, pid_t pid, uid_t owner, char *why, size_t size)
+{
+	char path[300];
+	struct dirent *de;
+	unsigned u[4];
+	int ret = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;	/* exited meanwhile: owns nothing */
+	while (!ret && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", pid, de->d_name);
+		ret = task_uids(path, u);
+		if (ret == -ENOENT) {
+			ret = 0;
+			continue;
+		}
+		if (ret)
+			snprintf(why, size, "tree %d: pid %d: can't read its uids: %s", root, pid,
+				 strerror(-ret));
+		else if (u[0] != owner || u[1] != owner || u[2] != owner || u[3] != owner) {
+			snprintf(why, size, "tree %d: pid %d (thread %s) has uids %u %u %u %u, "
+				 "not owner %u", root, pid, de->d_name, u[0], u[1], u[2], u[3],
+				 (unsigned)owner);
+			ret = -EPERM;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
 int auth_tree(pid_t root, uid_t owner, char *why, size_t size)
 {
-	unsigned uids[4];
 	pid_t *pids;
-	int n, i, j, ret;
+	int n, i, ret;
 
 	ret = tree_pids(root, &pids, &n);
 	if (ret) {
@@ -129,26 +167,8 @@ int auth_tree(pid_t root, uid_t owner, char *why, size_t size)
 			 ret == -ENOENT ? "no such process" : strerror(-ret));
 		return ret == -ENOENT ? -ESRCH : ret;
 	}
-	for (i = 0; i < n; i++) {
-		ret = proc_uids(pids[i], uids);
-		if (ret == -ENOENT)
-			continue;	/* exited meanwhile: owns nothing */
-		if (ret) {
-			snprintf(why, size, "tree %d: pid %d: can't read its uids: %s", root,
-				 pids[i], strerror(-ret));
-			break;
-		}
-		for (j = 0; j < 4; j++)
-			if (uids[j] != owner)
-				break;
-		if (j < 4) {
-			snprintf(why, size, "tree %d: pid %d has uids %u %u %u %u, not owner %u",
-				 root, pids[i], uids[0], uids[1], uids[2], uids[3],
-				 (unsigned)owner);
-			ret = -EPERM;
-			break;
-		}
-	}
+	for (i = 0; i < n && !ret; i++)
+		ret = proc_owned(root, pids[i], owner, why, size);
 	free(pids);
 	return ret;
 }

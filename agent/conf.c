@@ -23,13 +23,14 @@ enum {
 	K_LOG,
 	K_PIDFILE,
 	K_NAME,
+	K_HOLD,
 	K_CONFIG,
 	K_NR,
 };
 
 static const char *const keys[K_NR] = {
 	"listen", "store", "crd", "allow_users", "munge_socket", "max_parallel", "log",
-	"pidfile", "name", "config",
+	"pidfile", "name", "hold_timeout", "config",
 };
 
 static const struct option long_opts[] = {
@@ -42,6 +43,7 @@ static const struct option long_opts[] = {
 	{ "log", required_argument, NULL, K_LOG },
 	{ "pidfile", required_argument, NULL, K_PIDFILE },
 	{ "name", required_argument, NULL, K_NAME },
+	{ "hold-timeout", required_argument, NULL, K_HOLD },
 	{ "config", required_argument, NULL, K_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ }
@@ -53,9 +55,11 @@ static void usage(FILE *f)
 		"Usage: crjob-agent [--config FILE] [--listen HOST:PORT] [--store DIR]\n"
 		"         [--crd PATH] [--allow-users U1,U2] [--munge-socket PATH]\n"
 		"         [--max-parallel N] [--log FILE] [--pidfile FILE] [--name NODE]\n"
+		"         [--hold-timeout SECONDS]\n"
 		"The node agent of crjob (docs/distributed.md).  The config file (default\n"
 		AGENT_DEFAULT_CONF ") has `key = value` lines with the same names\n"
-		"(listen, store, crd, allow_users, munge_socket, max_parallel, log, pidfile, name).\n");
+		"(listen, store, crd, allow_users, munge_socket, max_parallel, log, pidfile, name,\n"
+		"hold_timeout).\n");
 }
 
 static char *trim(char *s)
@@ -123,6 +127,15 @@ static int set_key(struct agent_conf *c, int k, const char *val, const char *whe
 		}
 		return 0;
 	}
+	if (k == K_HOLD) {
+		c->hold_timeout_s = strtol(val, &end, 10);
+		if (*end || end == val || c->hold_timeout_s < 0) {
+			fprintf(stderr, "crjob-agent: %s: hold_timeout is seconds (0: never), "
+				"not '%s'\n", where, val);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if (!str[k])
 		return 0;
 	free(*str[k]);
@@ -178,6 +191,7 @@ int conf_load(int argc, char **argv, struct agent_conf *c)
 
 	memset(c, 0, sizeof(*c));
 	c->max_parallel = 4;
+	c->hold_timeout_s = 600;
 	while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		if (opt == 'h') {
 			usage(stdout);

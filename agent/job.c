@@ -316,10 +316,16 @@ int tree_answer(struct tree *t, bool go_on)
 static void tree_hook(struct job *j, struct tree *t, const char *action)
 {
 	struct agent *a = j->a;
+	char why[512];
 
 	if (j->phase == J_ABORTING || j->phase == J_KILLING || t->state == T_FAILED ||
 	    t->state == T_RELEASING) {
 		tree_answer(t, false);
+	} else if (!strcmp(action, "post-freeze") && t->state == T_STARTED &&
+		   (t->err = auth_tree(t->pid, j->owner, why, sizeof(why)))) {
+		/* frozen now, checked again: a setuid child may have come since FREEZE */
+		tree_answer(t, false);
+		tree_fail(j, t, "refused once frozen: %s", why);
 	} else if (!strcmp(action, "post-freeze") && t->state == T_STARTED) {
 		t->state = T_FROZEN;
 		free(t->cpuset);
@@ -559,6 +565,64 @@ static void abort_trees(struct job *j)
 	}
 }
 
+/*
+ * The coordinator holds a job frozen between requests (FROZEN, DUMPED,
+ * RESTORED).  One that died meanwhile would leave it so forever: past
+ * hold_timeout without a request, the agent lets the trees go itself.
+ */
+static void hold_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+
+	if (j->phase != j->held || j->pending)
+		return;
+	alog("job %s: held %s for %s without a request from its coordinator: %s\n", j->id,
+	     job_phase_name(j->phase), j->phase == J_FROZEN && j->deadline_ms ?
+	     "the FREEZE deadline" : "hold_timeout",
+	     j->phase == J_RESTORED ? "killing the restored trees" : "aborting");
+	if (j->phase == J_RESTORED)
+		job_kill(j, NULL, 0);
+	else
+		job_abort(j);
+}
+
+static void hold(struct job *j, enum job_phase phase)
+{
+	struct timeval tv = { j->a->conf.hold_timeout_s, 0 };
+
+	j->phase = phase;
+	j->held = phase;
+	/*
+	 * The coordinator sends DUMP once every node is frozen, within its FREEZE
+	 * deadline, or gives up: frozen longer than that (and a margin), the
+	 * checkpoint is dead even if its ABORT cannot reach us.
+	 */
+	if (phase == J_FROZEN && j->deadline_ms &&
+	    (!j->a->conf.hold_timeout_s ||
+	     (int)(j->deadline_ms / 1000) < j->a->conf.hold_timeout_s)) {
+		tv.tv_sec = j->deadline_ms / 1000 + 1;
+		tv.tv_usec = j->deadline_ms % 1000 * 1000;
+	} else if (!j->a->conf.hold_timeout_s) {
+		return;
+	}
+	if (!j->hold)
+		j->hold = evtimer_new(j->a->base, hold_expired, j);
+	if (j->hold)
+		evtimer_add(j->hold, &tv);
+}
+
+void job_orphaned(struct job *j)
+{
+	alog("job %s: the connection of its %s closed: %s\n", j->id, rpc_op_name(j->req_op),
+	     j->phase == J_FREEZING || j->phase == J_DUMPING ? "aborting" :
+	     j->phase == J_RESTORING ? "killing the restored trees" : "finishing it");
+	j->pending = false;
+	if (j->phase == J_FREEZING || j->phase == J_DUMPING)
+		job_abort(j);
+	else if (j->phase == J_RESTORING)
+		job_kill(j, NULL, 0);
+}
+
 void job_progress(struct job *j)
 {
 	struct tree *f = first_failed(j);
@@ -571,17 +635,19 @@ void job_progress(struct job *j)
 			abort_trees(j);
 			job_progress(j);
 		} else if (job_all(j, ST(T_FROZEN))) {
-			j->phase = J_FROZEN;
+			hold(j, J_FROZEN);
 			if (j->deadline)
 				event_del(j->deadline);
 			job_reply(j, 0, NULL);
 		}
 		break;
 	case J_DUMPING:
-		if (f && j->conn)
+		if (f && j->pending) {
+			/* the others stay frozen for the coordinator's ABORT, not forever */
 			reply_failed(j, f);
-		else if (!f && job_all(j, ST(T_DUMPED))) {
-			j->phase = J_DUMPED;
+			hold(j, J_DUMPING);
+		} else if (!f && job_all(j, ST(T_DUMPED))) {
+			hold(j, J_DUMPED);
 			job_reply(j, 0, NULL);
 		}
 		break;
@@ -607,7 +673,7 @@ void job_progress(struct job *j)
 			reply_failed(j, f);
 			job_kill(j, NULL, 0);
 		} else if (job_all(j, ST(T_RESTORED))) {
-			j->phase = J_RESTORED;
+			hold(j, J_RESTORED);
 			job_reply(j, 0, NULL);
 		}
 		break;
@@ -663,6 +729,7 @@ int job_freeze(struct job *j, uint32_t deadline_ms, char *why, size_t size)
 
 	if (!j->gen)
 		j->gen = next_gen(j);
+	j->deadline_ms = deadline_ms;
 	j->phase = J_FREEZING;
 	alog("job %s: freezing %d trees for generation %llu%s\n", j->id, j->ntrees,
 	     (unsigned long long)j->gen, j->stop ? " (stop)" : "");

@@ -194,6 +194,8 @@ static void teardown(struct agent *a)
 			event_free(j->deadline);
 		if (j->ticker)
 			event_free(j->ticker);
+		if (j->hold)
+			event_free(j->hold);
 		for (int i = 0; i < j->n_remap; i++)
 			free(j->remap[i]);
 		free(j->remap);

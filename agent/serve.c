@@ -391,6 +391,9 @@ void serve_close(struct rpc_conn *c, int err, void *arg)
 	struct job *j;
 
 	for (j = a->jobs; j; j = j->next)
-		if (j->conn == c)
+		if (j->conn == c) {
 			j->conn = NULL;
+			if (j->pending)
+				job_orphaned(j);
+		}
 }

@@ -84,7 +84,8 @@ class Agent:
         self.store = os.path.join(env.tmpdir, "store")
         os.makedirs(self.store, exist_ok=True)
         os.chmod(env.tmpdir, 0o755)
-        self.log = os.path.join(env.tmpdir, "agent.log")
+        n = len([f for f in os.listdir(env.tmpdir) if f.startswith("agent")])
+        self.log = os.path.join(env.tmpdir, f"agent{n}.log")
         exe = os.path.join(env.builddir, "agent", "crjob-agent")
         argv = [exe, "--listen", "127.0.0.1:0", "--store", self.store,
                 "--munge-socket", self.munged.socket, "--name", "n0"]
@@ -314,6 +315,29 @@ def refused_requests(env):
         assert _runner.proc_status(root_tree.pid, "TracerPid") == "0"
         log = a.logtext()
         assert log.count("refused FREEZE of job j") >= 4, log[-3000:]
+        assert "not in allow_users" in log and "may not act for owner uid 0" in log
+        # a process whose main thread is nobody's but another thread still root's
+        work = os.path.join(env.tmpdir, "mixed")
+        os.mkdir(work)
+        os.chown(work, NOBODY, NOBODY)
+        mixed = _runner.spawn([shutil.which("python3"), "-c",
+                               "import ctypes, threading, time\n"
+                               "threading.Thread(target=time.sleep, args=(600,),"
+                               " daemon=True).start()\n"
+                               "ctypes.CDLL(None).syscall(117, 65534, 65534, 65534)\n"
+                               "open('ready', 'w').close()\n"
+                               "time.sleep(600)\n"], cwd=work)
+        try:
+            deadline = time.time() + 30
+            while not os.path.exists(os.path.join(work, "ready")):
+                assert time.time() < deadline and _runner.alive(mixed), "helper did not start"
+                time.sleep(0.01)
+            assert _runner.proc_status(mixed, "Uid") == "65534\t65534\t65534\t65534"
+            code, rep = a.call("FREEZE", "job=m", f"tree={mixed}", user=NOBODY)
+            assert code == 1 and "(thread " in rep["message"] and "has uids 0 0 0 0" in \
+                rep["message"], f"a thread of root's was frozen for nobody: {rep['out']}"
+        finally:
+            _runner.kill_tree(mixed)
         # nobody's own tree: accepted, and its job directory is nobody's
         own = Memgen(env, "w2", user=NOBODY)
         ms.append(own)
@@ -451,6 +475,58 @@ def freeze_deadline_abort(env):
         a.stop()
 
 
+def coordinator_gone(env):
+    """a coordinator that dies: its FREEZE's connection closes -> the agent aborts; a job
+    held frozen past --hold-timeout without a request -> the agent lets it go"""
+    a = Agent(env, "--crd", slow_crd(env))
+    m, bg = None, None
+    try:
+        m = Memgen(env, "w1")
+        bg = _runner.spawn([os.path.join(env.builddir, "tests", "rpc", "rpc_send"),
+                            "--munge-socket", a.munged.socket, a.addr, "FREEZE", "job=j",
+                            f"tree={m.pid}"])
+        deadline = time.time() + 10
+        while "FREEZE from uid 0" not in a.logtext():
+            assert time.time() < deadline, "the FREEZE did not arrive"
+            time.sleep(0.01)
+        _runner.kill_tree(bg)
+        bg = None
+        deadline = time.time() + 10
+        while "job j: ABORT" not in a.logtext() and "closed: aborting" not in a.logtext():
+            assert time.time() < deadline, f"no abort: {a.logtext()[-1500:]}"
+            time.sleep(0.01)
+        a.ok("ABORT", "job=j")
+        assert _runner.alive(m.pid) and _runner.proc_status(m.pid, "TracerPid") == "0"
+    finally:
+        if bg:
+            _runner.kill_tree(bg)
+        a.stop()
+    a = Agent(env, "--hold-timeout", "1")
+    try:
+        a.ok("FREEZE", "job=j", f"tree={m.pid}")
+        assert _runner.proc_status(m.pid, "TracerPid") != "0", "not frozen"
+        deadline = time.time() + 10
+        while _runner.proc_status(m.pid, "TracerPid") != "0":
+            assert time.time() < deadline, f"still held: {a.logtext()[-1500:]}"
+            time.sleep(0.05)
+        assert "held frozen for hold_timeout without a request" in a.logtext(), \
+            a.logtext()[-1500:]
+        code, rep = a.call("DUMP", "job=j")
+        assert code == 1 and "the job is idle" in rep["message"], rep["out"]
+        # a FREEZE deadline of 500 ms: no DUMP by then (+1 s), the coordinator gave up
+        a.ok("FREEZE", "job=j", f"tree={m.pid}", "deadline=500")
+        t0 = time.time()
+        while _runner.proc_status(m.pid, "TracerPid") != "0":
+            assert time.time() < t0 + 10, f"still held: {a.logtext()[-1500:]}"
+            time.sleep(0.05)
+        assert "held frozen for the FREEZE deadline" in a.logtext(), a.logtext()[-1500:]
+        m.mutate()
+        m.verify(1)
+    finally:
+        m.kill()
+        a.stop()
+
+
 def config_file(env):
     """settings from the config file, the command line winning; a pid file while it runs;
     a bad key refuses to start, naming file and line"""
@@ -509,5 +585,6 @@ CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("garbage-frame", garbage_frame),
          ("dump-failure", dump_failure),
          ("freeze-deadline-abort", freeze_deadline_abort),
+         ("coordinator-gone", coordinator_gone),
          ("config-file", config_file),
          ("sigterm-releases", sigterm_releases)]

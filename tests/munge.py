@@ -9,12 +9,19 @@ everything lives in a temporary directory owned by munge.  Two instances with
 different keys (Munged(), Munged()) do not accept each other's credentials.
 stop() kills munged by its PID and removes the directory.  Usable on its own
 or under tests/run-tests.py (whose reaper may collect munged's status first).
+
+As a command: `python3 tests/munge.py [-n N] CMD [ARG...]` runs CMD with N
+private munged (default 1, each its own key): $CRJOB_MUNGE_SOCKET is the
+first one's socket and "{0}", "{1}", ... in the arguments become their
+sockets; exits with CMD's status, e.g.
+    python3 tests/munge.py -n 2 tests/rpc/rpc_test {0} {1}
 """
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -100,3 +107,26 @@ class Munged:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def main(argv):
+    n = 1
+    if argv[:1] == ["-n"]:
+        n, argv = int(argv[1]), argv[2:]
+    if not argv:
+        print("usage: munge.py [-n N] CMD [ARG...]", file=sys.stderr)
+        return 2
+    ms = []
+    try:
+        for _ in range(n):
+            ms.append(Munged().start())
+        socks = [m.socket for m in ms]
+        env = dict(os.environ, CRJOB_MUNGE_SOCKET=socks[0])
+        return subprocess.call([a.format(*socks) for a in argv], env=env)
+    finally:
+        for m in ms:
+            m.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,804 @@
+/*
+ * spank_crjob: the Slurm side of crjob.
+ *
+ * plugstack.conf:
+ *
+ *     optional /path/spank_crjob.so store=DIR crjob=PATH coord=PATH [crd=PATH]
+ *                                   [agent_port=7070] [iface=eth0]
+ *
+ * Options (registered from slurm_spank_init, so sbatch and salloc accept
+ * them too, not only srun):
+ *
+ *     --checkpoint[=INTERVAL]   checkpoint this job: every INTERVAL (30, 30s, 10m,
+ *                               2h) or, without one, on demand and before preemption
+ *     --checkpoint-dir=DIR      the image store (default: store= of plugstack.conf)
+ *     --restart-from=JOBID      start from the last generation of another job
+ *
+ * An invalid value is refused where the user typed it (sbatch, salloc, srun)
+ * with a message that says what is expected.  The values reach every step of
+ * the job (Slurm exports them as SLURM_SPANK__SLURM_SPANK_OPTION_crjob_*) and
+ * the tasks as CRJOB_CHECKPOINT (seconds, 0 = on demand), CRJOB_STORE and
+ * CRJOB_RESTART_FROM.
+ *
+ * The job must never fail because of this plugin: a missing crjob, crjob-coord
+ * or crd, an unreachable coordinator or agent is logged (once, with the job
+ * id) and the job runs on without checkpoints.  Every helper is started by
+ * fork+exec, detached (own session, double fork: slurmstepd never waits for
+ * it and never reaps it), as the job's owner.
+ *
+ * What runs where (remote = slurmstepd on each node of a step):
+ *
+ *   init_post_opt, remote, batch step: start the job's coordinator,
+ *	crjob-coord --job JOBID --store DIR [--interval S] --owner UID,
+ *	on the first node; it writes STORE/coord/JOBID, where crjob finds it.
+ *   task_post_fork, remote, every step but the extern one: note the task's
+ *	PID; once every local task of the step is forked, register the node:
+ *	crjob register JOBID --node NODE,IP:AGENT_PORT,IP,PID+PID...
+ *	(retried while the coordinator is not up yet: exit 3).
+ *   task_init, remote, when SLURM_RESTART_COUNT is set (or --restart-from):
+ *	look for a committed generation of the job (or of --restart-from) in
+ *	the store; CRJOB_RESTORE_GENERATION=G tells the task what was found.
+ *   exit, remote, batch step: crjob shutdown JOBID.
+ *
+ * Restore instead of launch (designed here and in docs/slurm.md; the
+ * decision is implemented, the restore itself waits for the agents):
+ *
+ *   A requeued job runs its batch script again with the same job id and
+ *   SLURM_RESTART_COUNT=N.  task_init finds the last committed generation G.
+ *   There, in task_init (inside the forked task, just before exec, as the
+ *   owner; its PID is the task's) the plugin execve()s
+ *	crd restore --store DIR --job JOBID --generation G --writer NODE-PID
+ *	     --pidns --remap-ip OLD=NEW... --keep-net-locked
+ *   instead of the application, for the tree the old node i had (new node i
+ *   of the allocation takes old node i, as the coordinator's RESTART does).
+ *   crd restore stays the parent of the restored root and exits with its
+ *   status, so Slurm sees the task it launched run and end as usual, signals
+ *   sent to the task reach crd, which forwards them.  --pidns: the restored
+ *   PIDs need not be free on the new node.  The restores of all nodes meet
+ *   at the coordinator (RESTORE/RESUME), which net-unlocks them together.
+ *   Steps that ran inside the batch script (srun, mpirun) are not launched
+ *   again: they are part of the restored batch tree, so the batch step is
+ *   the only one restored in place; a restored srun client talks to a new
+ *   slurmstepd, which is why an srun-launched (PMIx) job is restored as the
+ *   batch tree plus the step's trees, see below.
+ *
+ *   PMIx of srun --mpi=pmix ranks: each rank holds a UNIX connection to the
+ *   PMIx server inside its node's slurmstepd, outside the tree.  It is dumped
+ *   as external (crd --external unix:INODE) and restored connected to the
+ *   new step's server socket in TmpFS; the new server knows the same
+ *   namespace (slurm.pmix.JOBID.STEP: same job id, steps numbered again from
+ *   0) but not the old connection, so crmpi replaces it by a connection to a
+ *   small PMIx proxy (crmpi) that is part of the tree and forwards to
+ *   whatever server the node has now.  Until then srun --mpi=pmix jobs are
+ *   restarted from the beginning.
+ *
+ *   mpirun inside sbatch: with OMPI_MCA_plm_rsh_agent=crmpi-rsh, orted on
+ *   each node is started detached in that node (its network namespace here,
+ *   the node agent on a real cluster) in a session of its own, so each node
+ *   holds one tree (node 1: batch shell + mpirun, others: orted + ranks)
+ *   and every connection between them (orted-mpirun OOB, rank-rank TCP) has
+ *   both ends in checkpointed trees: dumped under the network lock and
+ *   restored with --remap-ip.  The plugin registers the batch step's task
+ *   and the agents report the orteds (crjob register from crmpi-rsh).
+ *
+ *   SIGTERM before preemption (implemented): with PreemptMode=REQUEUE the
+ *   step tasks get SIGCONT+SIGTERM at once and everything is killed
+ *   GraceTime later.  An unmodified application dies of that SIGTERM, so
+ *   in a job with --checkpoint (and a crjob to call) task_init blocks
+ *   SIGTERM (the mask survives exec: the signal stays pending) and leaves a
+ *   watcher behind: a double-forked process outside the task's tree (never
+ *   checkpointed) that polls the task's pending signals.  Slurm signals
+ *   only the step's tasks themselves (proctrack/cgroup sends anything but
+ *   SIGKILL to slurmstepd's children only), so the watcher cannot simply
+ *   catch it.  The task keeps its PID (what Slurm, PMIx and the
+ *   registration know).  When SIGTERM is pending, the watcher of global
+ *   task 0 runs `crjob checkpoint JOBID --stop` (at most stop_timeout=
+ *   seconds: keep it under GraceTime), then every watcher SIGKILLs its task
+ *   if it is still there (the coordinator's --stop has killed it when the
+ *   checkpoint worked).  scancel, a time limit and scontrol requeue send
+ *   the same SIGTERM: they checkpoint too, which a later --restart-from can
+ *   use.  An application that unblocks SIGTERM (or orted, which handles it)
+ *   gets the signal as before: for mpirun jobs the trigger is the
+ *   coordinator, which watches the job's PreemptTime in slurmctld (the
+ *   batch shell gets no SIGTERM at preemption).
+ *   Slurm's --signal=B:USR1 is no substitute: it fires up to a minute late.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <ifaddrs.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <slurm/slurm.h>
+#include <slurm/spank.h>
+
+SPANK_PLUGIN(crjob, 1);
+
+#define MAX_TASKS	256
+#define REGISTER_WAIT	30	/* seconds a registration waits for the coordinator */
+
+/* plugstack.conf arguments */
+static char store[PATH_MAX];
+static char crjob_bin[PATH_MAX] = "/usr/bin/crjob";
+static char coord_bin[PATH_MAX] = "/usr/sbin/crjob-coord";
+static char crd_bin[PATH_MAX] = "/usr/sbin/crd";
+static char iface[IF_NAMESIZE];
+static int agent_port = 7070;
+static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
+
+/* the user's options */
+static int opt_checkpoint;
+static long opt_interval;		/* seconds, 0: on demand only */
+static char opt_dir[PATH_MAX];
+static char opt_restart_from[32];
+
+/* this node's part of a step (remote context) */
+static pid_t task_pids[MAX_TASKS];
+static unsigned int ntasks;
+
+static int opt_cb(int val, const char *optarg, int remote);
+
+enum { OPT_CHECKPOINT = 1, OPT_DIR, OPT_RESTART_FROM };
+
+static struct spank_option options[] = {
+	{ "checkpoint", "[INTERVAL]",
+	  "Checkpoint the job with crjob, every INTERVAL (30s, 10m, 2h) if given, "
+	  "else on demand and before preemption", 2, OPT_CHECKPOINT, opt_cb },
+	{ "checkpoint-dir", "DIR", "crjob image store of the job's checkpoints", 1, OPT_DIR,
+	  opt_cb },
+	{ "restart-from", "JOBID", "Start from the last checkpoint of job JOBID", 1,
+	  OPT_RESTART_FROM, opt_cb },
+	SPANK_OPTIONS_TABLE_END
+};
+
+/* "30", "30s", "10m", "2h", "1d": seconds, or -1 */
+static long parse_interval(const char *s)
+{
+	char *end;
+	long v, mul = 1;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || v <= 0)
+		return -1;
+	if (*end) {
+		if (end[1])
+			return -1;
+		switch (*end) {
+		case 's': mul = 1; break;
+		case 'm': mul = 60; break;
+		case 'h': mul = 3600; break;
+		case 'd': mul = 86400; break;
+		default: return -1;
+		}
+	}
+	if (v > 366L * 86400 / mul)
+		return -1;
+	return v * mul;
+}
+
+/*
+ * The value came from the job's environment (a step inside the job), not
+ * from the user's command line: it was checked when the job was submitted.
+ */
+static int from_env(const char *name, const char *optarg)
+{
+	char var[128];
+	const char *v;
+
+	snprintf(var, sizeof(var), "SLURM_SPANK__SLURM_SPANK_OPTION_crjob_%s", name);
+	v = getenv(var);
+	return v && optarg && !strcmp(v, optarg);
+}
+
+static int opt_cb(int val, const char *optarg, int remote)
+{
+	const char *p;
+
+	/* Slurm exports an option given without a value as "(null)" */
+	if (optarg && !strcmp(optarg, "(null)"))
+		optarg = NULL;
+	switch (val) {
+	case OPT_CHECKPOINT:
+		opt_checkpoint = 1;
+		opt_interval = 0;
+		if (optarg && *optarg) {
+			opt_interval = parse_interval(optarg);
+			if (opt_interval < 0) {
+				slurm_error("crjob: --checkpoint=%s: not an interval: expected a "
+					    "positive number of seconds with an optional unit "
+					    "s, m, h or d (30, 30s, 10m, 2h)", optarg);
+				/* never fail a running job: only refuse the user's typo */
+				if (remote || from_env("checkpoint", optarg)) {
+					opt_checkpoint = 0;
+					return 0;
+				}
+				return -1;
+			}
+		}
+		return 0;
+	case OPT_DIR:
+		if (!optarg || optarg[0] != '/' || strlen(optarg) >= sizeof(opt_dir)) {
+			slurm_error("crjob: --checkpoint-dir=%s: expected an absolute path",
+				    optarg ? optarg : "");
+			return -1;
+		}
+		snprintf(opt_dir, sizeof(opt_dir), "%s", optarg);
+		return 0;
+	case OPT_RESTART_FROM:
+		for (p = optarg; p && *p && isdigit((unsigned char)*p); p++)
+			;
+		if (!optarg || !*optarg || *p || strlen(optarg) >= sizeof(opt_restart_from)) {
+			slurm_error("crjob: --restart-from=%s: expected a job id",
+				    optarg ? optarg : "");
+			return -1;
+		}
+		snprintf(opt_restart_from, sizeof(opt_restart_from), "%s", optarg);
+		return 0;
+	}
+	return -1;
+}
+
+static void parse_args(int ac, char **av)
+{
+	int i;
+
+	for (i = 0; i < ac; i++) {
+		const char *a = av[i];
+
+		if (!strncmp(a, "store=", 6))
+			snprintf(store, sizeof(store), "%s", a + 6);
+		else if (!strncmp(a, "crjob=", 6))
+			snprintf(crjob_bin, sizeof(crjob_bin), "%s", a + 6);
+		else if (!strncmp(a, "coord=", 6))
+			snprintf(coord_bin, sizeof(coord_bin), "%s", a + 6);
+		else if (!strncmp(a, "crd=", 4))
+			snprintf(crd_bin, sizeof(crd_bin), "%s", a + 4);
+		else if (!strncmp(a, "iface=", 6))
+			snprintf(iface, sizeof(iface), "%s", a + 6);
+		else if (!strncmp(a, "agent_port=", 11))
+			agent_port = atoi(a + 11);
+		else if (!strncmp(a, "stop_timeout=", 13))
+			stop_timeout = atoi(a + 13);
+		else
+			/* a typo in plugstack.conf must not stop jobs */
+			slurm_error("crjob: plugstack.conf: unknown argument '%s' ignored", a);
+	}
+}
+
+static const char *job_store(void)
+{
+	return opt_dir[0] ? opt_dir : store;
+}
+
+int slurm_spank_init(spank_t sp, int ac, char **av)
+{
+	struct spank_option *o;
+
+	parse_args(ac, av);
+	if (spank_context() == S_CTX_SLURMD || spank_context() == S_CTX_JOB_SCRIPT)
+		return 0;
+	for (o = options; o->name; o++) {
+		if (spank_option_register(sp, o) != ESPANK_SUCCESS) {
+			/* without its options the job runs as if they were not given */
+			slurm_error("crjob: cannot register --%s", o->name);
+		}
+	}
+	return 0;
+}
+
+static int item_u32(spank_t sp, spank_item_t item, uint32_t *v)
+{
+	return spank_get_item(sp, item, v) == ESPANK_SUCCESS ? 0 : -1;
+}
+
+static int step_ids(spank_t sp, uint32_t *job, uint32_t *step)
+{
+	if (item_u32(sp, S_JOB_ID, job) || item_u32(sp, S_JOB_STEPID, step))
+		return -1;
+	return 0;
+}
+
+static const char *step_name(uint32_t step, char *buf, size_t len)
+{
+	if (step == SLURM_BATCH_SCRIPT)
+		return "batch";
+	if (step == SLURM_EXTERN_CONT)
+		return "extern";
+	snprintf(buf, len, "%u", step);
+	return buf;
+}
+
+/* this node's address: on iface= if given, else the first up, non-loopback IPv4 */
+static int node_ip(char *buf, size_t len)
+{
+	struct ifaddrs *ifa, *i;
+	int ret = -1;
+
+	if (getifaddrs(&ifa))
+		return -1;
+	for (i = ifa; i; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
+		    (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP))
+			continue;
+		if (iface[0] && strcmp(iface, i->ifa_name))
+			continue;
+		if (inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, buf, len))
+			ret = 0;
+		break;
+	}
+	freeifaddrs(ifa);
+	return ret;
+}
+
+static void node_name(char *buf, size_t len)
+{
+	const char *n = getenv("SLURMD_NODENAME");
+
+	if (n && *n)
+		snprintf(buf, len, "%s", n);
+	else if (gethostname(buf, len))
+		snprintf(buf, len, "unknown");
+}
+
+/*
+ * Run argv as uid/gid, detached: double fork, own session, stdio on
+ * /dev/null, never waited for by slurmstepd.  When retry_exit3, the helper
+ * runs argv again (once a second, up to REGISTER_WAIT s) while it exits 3
+ * (coordinator not found yet).  Returns 0 if the helper was started.
+ */
+static int run_detached(char *const argv[], uid_t uid, gid_t gid, int retry_exit3)
+{
+	pid_t pid, w;
+	int st;
+
+	if (access(argv[0], X_OK)) {
+		slurm_info("crjob: %s: %s; the job runs without it", argv[0], strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		slurm_error("crjob: fork for %s: %s", argv[0], strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		int fd, i;
+		sigset_t none;
+
+		setsid();
+		if (fork())
+			_exit(0);
+		fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		for (i = 3; i < 1024; i++)
+			close(i);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (i = 0; i < NSIG; i++)
+			signal(i, SIG_DFL);
+		if (getuid() == 0 && uid != 0 &&
+		    (setgroups(0, NULL) || setresgid(gid, gid, gid) || setresuid(uid, uid, uid)))
+			_exit(126);
+		for (i = 0; i < REGISTER_WAIT; i++) {
+			pid_t c = fork();
+
+			if (c == 0) {
+				execv(argv[0], argv);
+				_exit(127);
+			}
+			if (c < 0)
+				_exit(1);
+			while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+				;
+			if (!retry_exit3 || !WIFEXITED(st) || WEXITSTATUS(st) != 3)
+				_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+			sleep(1);
+		}
+		_exit(3);
+	}
+	while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+static int owner(spank_t sp, uid_t *uid, gid_t *gid)
+{
+	if (spank_get_item(sp, S_JOB_UID, uid) != ESPANK_SUCCESS ||
+	    spank_get_item(sp, S_JOB_GID, gid) != ESPANK_SUCCESS)
+		return -1;
+	return 0;
+}
+
+/* Remote: export the options to the tasks, start the coordinator from the batch step. */
+int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
+{
+	uint32_t job, step;
+	char buf[32], jobs[16], uids[16], ivs[32];
+	uid_t uid;
+	gid_t gid;
+
+	if (!spank_remote(sp) || !opt_checkpoint)
+		return 0;
+	if (step_ids(sp, &job, &step) || step == SLURM_EXTERN_CONT)
+		return 0;
+	snprintf(buf, sizeof(buf), "%ld", opt_interval);
+	spank_setenv(sp, "CRJOB_CHECKPOINT", buf, 1);
+	if (job_store()[0])
+		spank_setenv(sp, "CRJOB_STORE", job_store(), 1);
+	if (opt_restart_from[0])
+		spank_setenv(sp, "CRJOB_RESTART_FROM", opt_restart_from, 1);
+	if (step != SLURM_BATCH_SCRIPT)
+		return 0;
+	if (!job_store()[0]) {
+		slurm_error("crjob: job %u: no store (store= in plugstack.conf or "
+			    "--checkpoint-dir): no checkpoints", job);
+		return 0;
+	}
+	if (owner(sp, &uid, &gid))
+		return 0;
+	snprintf(jobs, sizeof(jobs), "%u", job);
+	snprintf(uids, sizeof(uids), "%u", (unsigned int)uid);
+	snprintf(ivs, sizeof(ivs), "%ld", opt_interval);
+	{
+		char *argv[] = { coord_bin, "--job", jobs, "--store", (char *)job_store(),
+				 "--owner", uids, opt_interval ? "--interval" : NULL, ivs, NULL };
+
+		if (!run_detached(argv, uid, gid, 0))
+			slurm_info("crjob: job %u: coordinator started (interval %lds)", job,
+				   opt_interval);
+	}
+	return 0;
+}
+
+/* Remote, in slurmstepd: the task's real PID. */
+int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
+{
+	uint32_t job, step, nlocal;
+	pid_t pid;
+	char name[64], ip[64], spec[64 + 64 + 64 + MAX_TASKS * 12], jobs[16], sbuf[16];
+	unsigned int i;
+	size_t off;
+	uid_t uid;
+	gid_t gid;
+
+	if (!opt_checkpoint || step_ids(sp, &job, &step) || step == SLURM_EXTERN_CONT)
+		return 0;
+	if (spank_get_item(sp, S_TASK_PID, &pid) != ESPANK_SUCCESS ||
+	    item_u32(sp, S_JOB_LOCAL_TASK_COUNT, &nlocal))
+		return 0;
+	if (ntasks < MAX_TASKS)
+		task_pids[ntasks++] = pid;
+	if (ntasks != nlocal && ntasks != MAX_TASKS)
+		return 0;
+
+	node_name(name, sizeof(name));
+	if (node_ip(ip, sizeof(ip))) {
+		slurm_error("crjob: job %u: no address for node %s: not registered", job, name);
+		return 0;
+	}
+	off = snprintf(spec, sizeof(spec), "%s,%s:%d,%s,", name, ip, agent_port, ip);
+	for (i = 0; i < ntasks && off < sizeof(spec); i++)
+		off += snprintf(spec + off, sizeof(spec) - off, "%s%d", i ? "+" : "",
+				(int)task_pids[i]);
+	slurm_info("crjob: job %u step %s node %s tasks %s", job, step_name(step, sbuf, sizeof(sbuf)),
+		   name, strrchr(spec, ',') + 1);
+	if (owner(sp, &uid, &gid))
+		return 0;
+	snprintf(jobs, sizeof(jobs), "%u", job);
+	{
+		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "register", jobs,
+				 "--node", spec, NULL };
+
+		run_detached(argv, uid, gid, 1);
+	}
+	return 0;
+}
+
+/*
+ * The last committed generation of job in the store, or -1.  Asks
+ * `crd store ls JOB` (it parses the manifests); without crd, a committed
+ * generation is a gen-G directory with a MANIFEST (docs/store.md).
+ */
+static long last_generation(const char *dir, const char *job)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	struct stat sb;
+	long best = -1, g;
+	DIR *d;
+	char *end;
+
+	if (!access(crd_bin, X_OK)) {
+		char cmd[3 * PATH_MAX];
+		char line[512];
+		FILE *f;
+
+		snprintf(cmd, sizeof(cmd), "'%s' store ls '%s' --store '%s' 2>/dev/null", crd_bin,
+			 job, dir);
+		f = popen(cmd, "r");
+		if (f) {
+			while (fgets(line, sizeof(line), f)) {
+				char j[64];
+
+				if (sscanf(line, "%63s %ld", j, &g) == 2 && !strcmp(j, job) &&
+				    g > best)
+					best = g;
+			}
+			pclose(f);
+			return best;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/jobs/%s", dir, job);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "gen-", 4))
+			continue;
+		g = strtol(de->d_name + 4, &end, 10);
+		if (*end)
+			continue;	/* gen-G.partial: not committed */
+		snprintf(path, sizeof(path), "%s/jobs/%s/%s/MANIFEST", dir, job, de->d_name);
+		if (!stat(path, &sb) && g > best)
+			best = g;
+	}
+	closedir(d);
+	return best;
+}
+
+/*
+ * Run argv and wait for it at most timeout seconds (then SIGKILL it); its
+ * exit code, 128+signal, or -1.
+ */
+static int run_bounded(char *const argv[], int timeout)
+{
+	time_t end = time(NULL) + timeout;
+	pid_t pid;
+	int st;
+
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (w < 0 && errno != EINTR)
+			return -1;
+		if (time(NULL) >= end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1;
+		}
+		usleep(50000);
+	}
+}
+
+/* SIGTERM is pending for pid (blocked there, so it waits) */
+static int sigterm_pending(pid_t pid)
+{
+	char path[64], line[256];
+	unsigned long long mask;
+	int ret = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if ((!strncmp(line, "ShdPnd:", 7) || !strncmp(line, "SigPnd:", 7)) &&
+		    sscanf(line + 7, "%llx", &mask) == 1 && (mask & (1ULL << (SIGTERM - 1))))
+			ret = 1;
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * The watcher of one task (see "SIGTERM before preemption" at the top): a
+ * process outside the task's tree (double fork), so never checkpointed.
+ * Slurm sends SIGTERM only to the step's tasks (proctrack/cgroup skips
+ * every other process but for SIGKILL), and the task holds it blocked
+ * (the mask survives exec): the watcher sees it pending.  Then the watcher
+ * of global task 0 asks for `crjob checkpoint JOBID --stop`, and every
+ * watcher makes sure its task goes (SIGKILL: its SIGTERM stays blocked), as
+ * it would have without us.  A watcher leaves when its task ends.
+ */
+static void watch_task(pid_t task, uint32_t job, uint32_t step, uint32_t gtask)
+{
+	char jobs[16], sbuf[16];
+	struct pollfd pfd;
+	sigset_t set;
+	int pidfd, rc;
+
+	pidfd = syscall(SYS_pidfd_open, task, 0);
+	if (pidfd < 0) {
+		slurm_error("crjob: job %u task %u: no watcher (pidfd_open: %s): SIGTERM is "
+			    "not caught", job, gtask, strerror(errno));
+		kill(task, SIGKILL);	/* it blocks SIGTERM: do not leave it unkillable */
+		_exit(1);
+	}
+	/* with proctrack/pgid or linuxproc it may reach us too: we act on the task's */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	pfd.fd = pidfd;
+	pfd.events = POLLIN;
+	for (;;) {
+		int n = poll(&pfd, 1, 100);
+
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0)
+			_exit(0);	/* the task ended */
+		if (sigterm_pending(task))
+			break;
+	}
+	snprintf(jobs, sizeof(jobs), "%u", job);
+	if (gtask == 0) {
+		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "checkpoint", jobs,
+				 "--stop", NULL };
+
+		slurm_info("crjob: job %u step %s: SIGTERM: checkpoint --stop before the job goes",
+			   job, step_name(step, sbuf, sizeof(sbuf)));
+		rc = run_bounded(argv, stop_timeout);
+		if (rc)
+			slurm_error("crjob: job %u: checkpoint before termination failed (%d): the "
+				    "job goes without it", job, rc);
+	} else {
+		/* the coordinator's --stop ends this task too when it succeeds */
+		poll(&pfd, 1, stop_timeout * 1000);
+	}
+	syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	_exit(0);
+}
+
+/* In the task, before exec: leave a watcher behind and block SIGTERM. */
+static void start_watcher(spank_t sp, uint32_t job, uint32_t step)
+{
+	uint32_t gtask = 0;
+	pid_t task = getpid(), pid;
+	sigset_t set;
+	int st, fd;
+
+	if (access(crjob_bin, X_OK))
+		return;		/* nobody to checkpoint: SIGTERM works as without us */
+	item_u32(sp, S_TASK_GLOBAL_ID, &gtask);
+	pid = fork();
+	if (pid < 0) {
+		slurm_error("crjob: job %u task %u: fork for the watcher: %s", job, gtask,
+			    strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		struct stat sb;
+
+		if (fork())
+			_exit(0);
+		/*
+		 * proctrack/cgroup signals every process of the step but those
+		 * whose name is slurmstepd, which a fork of it still has
+		 */
+		prctl(PR_SET_NAME, "crjob-watch", 0, 0, 0);
+		/*
+		 * not the task's stdio (srun sees the task's output end with the
+		 * task), nor the pipes and sockets between slurmstepd and the
+		 * step's tasks; regular files (the step's log) stay
+		 */
+		fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			if (fd > 2)
+				close(fd);
+		}
+		for (fd = 3; fd < 1024; fd++)
+			if (!fstat(fd, &sb) && !S_ISREG(sb.st_mode))
+				close(fd);
+		watch_task(task, job, step, gtask);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+/*
+ * Remote, in the task just before exec, as the job's owner: is this a
+ * restart with a checkpoint to restore?  SLURM_RESTART_COUNT is in the
+ * task's environment only from here on (user_init does not see it for the
+ * batch step).  This is where restore-instead-of-launch goes (see the top).
+ */
+int slurm_spank_task_init(spank_t sp, int ac, char **av)
+{
+	char restarts[16], jobs[32], sbuf[16], g[32];
+	uint32_t job, step, task = 0;
+	const char *from;
+	long gen;
+
+	if (!opt_checkpoint || step_ids(sp, &job, &step) || step == SLURM_EXTERN_CONT)
+		return 0;
+	/* the batch shell gets no SIGTERM at preemption, only the steps' tasks */
+	if (step != SLURM_BATCH_SCRIPT)
+		start_watcher(sp, job, step);
+	if (spank_getenv(sp, "SLURM_RESTART_COUNT", restarts, sizeof(restarts)) != ESPANK_SUCCESS &&
+	    !opt_restart_from[0])
+		return 0;
+	item_u32(sp, S_TASK_GLOBAL_ID, &task);
+	snprintf(jobs, sizeof(jobs), "%u", job);
+	from = opt_restart_from[0] ? opt_restart_from : jobs;
+	gen = job_store()[0] ? last_generation(job_store(), from) : -1;
+	if (gen < 0) {
+		slurm_info("crjob: job %u step %s task %u: no committed generation of job %s in "
+			   "%s: starting from the beginning", job, step_name(step, sbuf, sizeof(sbuf)),
+			   task, from, job_store());
+		return 0;
+	}
+	slurm_info("crjob: job %u step %s task %u: generation %ld of job %s in %s: restore is "
+		   "not implemented yet, starting from the beginning", job,
+		   step_name(step, sbuf, sizeof(sbuf)), task, gen, from, job_store());
+	/*
+	 * launch as usual until crd restore can take the task's place; the task
+	 * learns which generation it would have been restored from
+	 */
+	snprintf(g, sizeof(g), "%ld", gen);
+	spank_setenv(sp, "CRJOB_RESTORE_GENERATION", g, 1);
+	return 0;
+}
+
+/* Remote: the batch step ends with the job: its coordinator goes with it. */
+int slurm_spank_exit(spank_t sp, int ac, char **av)
+{
+	uint32_t job, step;
+	char jobs[16];
+	uid_t uid;
+	gid_t gid;
+
+	if (!spank_remote(sp) || !opt_checkpoint || step_ids(sp, &job, &step) ||
+	    step != SLURM_BATCH_SCRIPT || owner(sp, &uid, &gid))
+		return 0;
+	snprintf(jobs, sizeof(jobs), "%u", job);
+	{
+		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "shutdown", jobs, NULL };
+
+		run_detached(argv, uid, gid, 0);
+	}
+	return 0;
+}
