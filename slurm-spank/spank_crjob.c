@@ -4,7 +4,8 @@
  * plugstack.conf:
  *
  *     optional /path/spank_crjob.so store=DIR crjob=PATH coord=PATH [crd=PATH]
- *                                   [agent_port=7070] [iface=eth0]
+ *                                   [agent_port=7710] [iface=eth0]
+ *                                   [munge_socket=PATH]
  *
  * Options (registered from slurm_spank_init, so sbatch and salloc accept
  * them too, not only srun):
@@ -142,7 +143,8 @@ static char crjob_bin[PATH_MAX] = "/usr/bin/crjob";
 static char coord_bin[PATH_MAX] = "/usr/sbin/crjob-coord";
 static char crd_bin[PATH_MAX] = "/usr/sbin/crd";
 static char iface[IF_NAMESIZE];
-static int agent_port = 7070;
+static char munge_socket[PATH_MAX];	/* munged's socket, when not munge's default */
+static int agent_port = 7710;	/* RPC_DEFAULT_AGENT_PORT */
 static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
 
 /* the user's options */
@@ -277,6 +279,8 @@ static void parse_args(int ac, char **av)
 			snprintf(crd_bin, sizeof(crd_bin), "%s", a + 4);
 		else if (!strncmp(a, "iface=", 6))
 			snprintf(iface, sizeof(iface), "%s", a + 6);
+		else if (!strncmp(a, "munge_socket=", 13))
+			snprintf(munge_socket, sizeof(munge_socket), "%s", a + 13);
 		else if (!strncmp(a, "agent_port=", 11))
 			agent_port = atoi(a + 11);
 		else if (!strncmp(a, "stop_timeout=", 13))
@@ -399,6 +403,8 @@ static int run_detached(char *const argv[], uid_t uid, gid_t gid, int retry_exit
 			close(i);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (munge_socket[0])
+			setenv("CRJOB_MUNGE_SOCKET", munge_socket, 1);
 		for (i = 0; i < NSIG; i++)
 			signal(i, SIG_DFL);
 		if (getuid() == 0 && uid != 0 &&
@@ -438,7 +444,7 @@ static int owner(spank_t sp, uid_t *uid, gid_t *gid)
 int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 {
 	uint32_t job, step;
-	char buf[32], jobs[16], uids[16], ivs[32];
+	char buf[32], jobs[16], uids[16], ivs[32], listen[64], ip[INET_ADDRSTRLEN];
 	uid_t uid;
 	gid_t gid;
 
@@ -448,6 +454,14 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 		return 0;
 	snprintf(buf, sizeof(buf), "%ld", opt_interval);
 	spank_setenv(sp, "CRJOB_CHECKPOINT", buf, 1);
+	/* what crmpi-rsh needs to register the MPI daemons it starts */
+	snprintf(jobs, sizeof(jobs), "%u", job);
+	spank_setenv(sp, "CRJOB_JOB", jobs, 1);
+	snprintf(buf, sizeof(buf), "%d", agent_port);
+	spank_setenv(sp, "CRJOB_AGENT_PORT", buf, 1);
+	spank_setenv(sp, "CRJOB", crjob_bin, 1);
+	if (munge_socket[0])
+		spank_setenv(sp, "CRJOB_MUNGE_SOCKET", munge_socket, 1);
 	if (job_store()[0])
 		spank_setenv(sp, "CRJOB_STORE", job_store(), 1);
 	if (opt_restart_from[0])
@@ -461,12 +475,16 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	}
 	if (owner(sp, &uid, &gid))
 		return 0;
-	snprintf(jobs, sizeof(jobs), "%u", job);
 	snprintf(uids, sizeof(uids), "%u", (unsigned int)uid);
 	snprintf(ivs, sizeof(ivs), "%ld", opt_interval);
+	/* on this node's address: crjob and the agents find it by that, not by name */
+	if (node_ip(ip, sizeof(ip)))
+		return 0;
+	snprintf(listen, sizeof(listen), "%s:0", ip);
 	{
 		char *argv[] = { coord_bin, "--job", jobs, "--store", (char *)job_store(),
-				 "--owner", uids, opt_interval ? "--interval" : NULL, ivs, NULL };
+				 "--listen", listen, "--owner", uids,
+				 opt_interval ? "--interval" : NULL, ivs, NULL };
 
 		if (!run_detached(argv, uid, gid, 0))
 			slurm_info("crjob: job %u: coordinator started (interval %lds)", job,
@@ -589,6 +607,8 @@ static int run_bounded(char *const argv[], int timeout)
 
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (munge_socket[0])
+			setenv("CRJOB_MUNGE_SOCKET", munge_socket, 1);
 		execv(argv[0], argv);
 		_exit(127);
 	}

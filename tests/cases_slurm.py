@@ -482,15 +482,15 @@ def spank_calls(env):
         ip = {n["name"]: n["ip"] for n in c.state["nodes"]}
         node1 = c.state["nodes"][0]["name"]
         batch = re.search(r"^batch (\d+)$", text, re.M).group(1)
-        want = [f"crjob-coord --job {jobid} --store {store} --owner 0 --interval 30",
+        want = [f"crjob-coord --job {jobid} --store {store} --listen {ip[c.state['nodes'][0]['name']]}:0 --owner 0 --interval 30",
                 f"crjob --store {store} register {jobid} --node "
-                f"{node1},{ip[node1]}:7070,{ip[node1]},{batch}",
+                f"{node1},{ip[node1]}:7710,{ip[node1]},{batch}",
                 f"crjob --store {store} shutdown {jobid}"]
         tasks = re.findall(r"^task (\S+) (\d+)$", text, re.M)
         for node in sorted({t[0] for t in tasks}):
             pids = [t[1] for t in tasks if t[0] == node]
             want.append((f"crjob --store {store} register {jobid} --node "
-                         f"{node},{ip[node]}:7070,{ip[node]},", sorted(pids)))
+                         f"{node},{ip[node]}:7710,{ip[node]},", sorted(pids)))
         deadline = time.time() + 15
         while True:
             got = _read(calls).splitlines()

@@ -1,0 +1,135 @@
+"""crjob on a real Slurm cluster (tests/slurm/cluster, agents on every node,
+the SPANK plugin loaded): an unmodified MPI job started with mpirun inside
+sbatch --checkpoint, its remote daemons started by crmpi-rsh, checkpointed
+with `crjob checkpoint JOBID` while it runs."""
+import importlib.util
+import os
+import re
+import sys
+import time
+import unittest
+
+_runner = sys.modules["__main__"]
+_here = os.path.dirname(os.path.abspath(__file__))
+
+
+def _slurm():
+    """tests/cases_slurm.py: its Cluster and reference run"""
+    mod = sys.modules.get("cases_slurm")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("cases_slurm",
+                                                      os.path.join(_here, "cases_slurm.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["cases_slurm"] = mod
+    return mod
+
+
+ITERS = 120
+SLEEP_MS = 100
+
+
+def _need_crjob(env):
+    for p in ("crjob/crjob", "coord/crjob-coord", "agent/crjob-agent",
+              "slurm-spank/spank_crjob.so"):
+        if not os.path.exists(os.path.join(env.builddir, p)):
+            raise unittest.SkipTest(f"{p} is not built")
+
+
+def _hosts_file(c):
+    """crmpi-rsh's nodes: network namespace, address, name"""
+    path = os.path.join(c.work, "crmpi-hosts")
+    with open(path, "w") as f:
+        for n in c.state["nodes"]:
+            f.write(f"{n['netns']} {n['ip']} {n['name']}\n")
+    return path
+
+
+def _mpirun_script(env, c, iters=ITERS):
+    """a batch script that runs mpi_app on all its nodes with mpirun and crmpi-rsh"""
+    s = _slurm()
+    app = s._app(env, "openmpi")
+    rsh = os.path.join(env.srcdir, "crmpi", "crmpi-rsh")
+    return c.script_file("mpirun.sh", f"""
+echo batch $$ restart=${{SLURM_RESTART_COUNT:--}}
+export OMPI_MCA_plm=rsh OMPI_MCA_plm_rsh_agent={rsh} CRMPI_HOSTS={_hosts_file(c)}
+export OMPI_MCA_btl=self,tcp,vader OMPI_MCA_btl_tcp_if_include=eth0 \\
+    OMPI_MCA_oob_tcp_if_include=eth0 OMPI_MCA_btl_vader_single_copy_mechanism=none
+export TMPDIR={c.work}
+mpirun.openmpi -np {s.NODES * s.PPN} --map-by ppr:{s.PPN}:node {app} {iters} {SLEEP_MS}
+echo mpirun exit $?
+""")
+
+
+def _iterations(text):
+    return [int(x) for x in re.findall(r"^it (\d+)$", text, re.M)]
+
+
+def _wait_iteration(c, jobid, out, n, timeout=90):
+    deadline = time.time() + timeout
+    while not [i for i in _iterations(_slurm()._read(out)) if i >= n]:
+        j = c.job(jobid)
+        assert time.time() < deadline and j["JobState"] in ("PENDING", "RUNNING"), \
+            f"job {jobid} did not reach iteration {n} ({j['JobState']}): " \
+            f"{_slurm()._read(out)[-2000:]}"
+        time.sleep(0.2)
+
+
+def _crjob(c, *args, user=None):
+    argv = [os.path.join(c.env.builddir, "crjob", "crjob"), *args]
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + argv
+    return c.cmd(*argv, timeout=120, extra=_crjob_env(c))
+
+
+def _crjob_env(c):
+    return {"CRJOB_STORE": os.path.join(c.dir, "store"),
+            "CRJOB_MUNGE_SOCKET": os.path.join(c.dir, "munge", "munge.socket.2")}
+
+
+def _wait_registered(c, jobid, nodes, timeout=30):
+    """until the coordinator knows a tree on every node (plugin, crmpi-rsh)"""
+    deadline = time.time() + timeout
+    while True:
+        code, out = _crjob(c, "--json", "status", jobid)
+        if code == 0 and len(set(re.findall(r'"name":\s*"(node\d+)"', out))) >= nodes:
+            return
+        assert time.time() < deadline, f"job {jobid}: trees not registered: {code} {out}"
+        time.sleep(0.3)
+
+
+def checkpoint_mid_run(env):
+    """sbatch --checkpoint, mpirun on 3 nodes x 2 ranks: `crjob checkpoint JOBID` mid-run
+    commits a generation of every node, the job goes on and ends with the result of an
+    uninterrupted run; another user's `crjob checkpoint` is refused"""
+    _need_crjob(env)
+    s = _slurm()
+    want = s.reference(env, ITERS)
+    c = s.Cluster(env)
+    try:
+        out = os.path.join(c.work, "job.out")
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
+                         _mpirun_script(env, c), extra=_crjob_env(c))
+        _wait_iteration(c, jobid, out, 20)
+        _wait_registered(c, jobid, s.NODES)
+        code, text = _crjob(c, "checkpoint", jobid, user=65534)
+        assert code == 4, f"another user's checkpoint was not refused ({code}): {text}"
+        code, text = _crjob(c, "checkpoint", jobid)
+        assert code == 0 and "generation 1 committed" in text, \
+            f"crjob checkpoint failed ({code}): {text}"
+        at = _iterations(s._read(out))[-1]
+        code, hist = _crjob(c, "history", jobid)
+        assert code == 0 and re.search(r"^1\s", hist, re.M), f"history: {code} {hist}"
+        j = c.wait_done(jobid, 120)
+        text = s._read(out)
+        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-2000:]}"
+        assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
+        assert _iterations(text)[-1] == ITERS - 1 and at < ITERS - 1, _iterations(text)
+        r = _runner.run([env.crd, "store", "verify", jobid, "1", "--store",
+                         os.path.join(c.dir, "store")])
+        assert r.code == 0, f"verify of generation 1 failed: {r.out}"
+    finally:
+        c.down()
+
+
+CASES = [("mpirun-checkpoint-mid-run", checkpoint_mid_run)]
