@@ -284,6 +284,19 @@ void state_remove_layout(struct coord *co)
 	unlink(path);
 }
 
+/*
+ * A partial generation at start is a checkpoint a previous coordinator of
+ * the job did not finish (killed): nothing will ever commit it.
+ */
+static void drop_partials(struct coord *co)
+{
+	struct store_gc_stats st;
+
+	if (!store_gc(co->store, co->job, 0, 0, STORE_GC_FORCE, &st) && st.partials)
+		pr_info("job %s: removed %d unfinished generations (%llu bytes)\n", co->job,
+			st.partials, (unsigned long long)st.bytes);
+}
+
 int state_load(struct coord *co, bool nodes_given, bool interval_given, bool keep_given)
 {
 	struct store_gen_info *gi;
@@ -295,6 +308,7 @@ int state_load(struct coord *co, bool nodes_given, bool interval_given, bool kee
 	snprintf(path, sizeof(path), "%s/jobs/%s", co->store_dir, co->job);
 	if (stat(path, &sb))
 		return load_layout(co, nodes_given, interval_given, keep_given);
+	drop_partials(co);
 	ret = store_list_gens(co->store, co->job, &gi, &n);
 	if (ret)
 		return ret;

@@ -173,6 +173,11 @@ def coord_restarted(env):
             assert c.crjob("checkpoint", c.job).returncode == 0
         before = c.json("history", c.job)["generations"]
         c.stop_coord(signal.SIGKILL)
+        # a checkpoint the killed coordinator left unfinished
+        partial = os.path.join(c.store, "jobs", c.job, "gen-3.partial")
+        os.mkdir(partial)
+        with open(os.path.join(partial, "n0-1000.pack"), "w") as f:
+            f.write("x")
         r = c.crjob("status", c.job)
         assert r.returncode == 3 and "unreachable" in r.stderr, (r.returncode, r.stderr)
         c.start_coord()
@@ -182,6 +187,7 @@ def coord_restarted(env):
         assert after == before, f"history changed: {before} -> {after}"
         assert last_a["gen"] == last_b["gen"] and last_a["stored"] == last_b["stored"] and \
             0 < last_a["total_s"] <= last_b["total_s"], f"{last_b} -> {last_a}"
+        assert not os.path.exists(partial), "the unfinished generation was left"
         st = c.json("status", c.job)["status"]
         assert len(st["nodes"]) == 4 and st["keep"] == 5 and st["last_gen"] == 2, st
         r = c.crjob("checkpoint", c.job)
