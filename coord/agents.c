@@ -31,8 +31,11 @@ static void node_progress(struct cnode *cn, Crjob__Tree **trees, size_t n)
 				t->has_bytes = 1;
 				t->bytes = trees[i]->bytes;
 			}
-			if (trees[i]->cpuset && (!t->cpuset || strcmp(t->cpuset, trees[i]->cpuset)) &&
-			    (cpuset = strdup(trees[i]->cpuset))) {
+			if (!trees[i]->cpuset ||
+			    (t->cpuset && !strcmp(t->cpuset, trees[i]->cpuset)))
+				continue;
+			cpuset = strdup(trees[i]->cpuset);
+			if (cpuset) {
 				free(t->cpuset);
 				t->cpuset = cpuset;
 			}

@@ -147,10 +147,10 @@ static void ckpt_finish(struct coord *co, struct ckpt *k)
 	}
 	co->phase = k->stop ? "stopped" : "idle";
 	state_save_layout(co);
-	snprintf(msg, sizeof(msg), "generation %llu committed%s: freeze-all %.1f ms (sent in %.1f ms), "
-		 "dump %.1f ms, commit %.1f ms, thaw-all %.1f ms%s%s", (unsigned long long)k->gen,
-		 k->stop ? " (job stopped)" : "", (k->t_frozen - k->t0) * 1e3,
-		 (k->t_sent - k->t0) * 1e3,
+	snprintf(msg, sizeof(msg), "generation %llu committed%s: freeze-all %.1f ms "
+		 "(sent in %.1f ms), dump %.1f ms, commit %.1f ms, thaw-all %.1f ms%s%s",
+		 (unsigned long long)k->gen, k->stop ? " (job stopped)" : "",
+		 (k->t_frozen - k->t0) * 1e3, (k->t_sent - k->t0) * 1e3,
 		 (k->t_dumped - k->t_frozen) * 1e3, (k->t_committed - k->t_dumped) * 1e3,
 		 (t - k->t_committed) * 1e3, k->warn[0] ? "; " : "", k->warn);
 	pr_info("job %s: %s\n", co->job, msg);

@@ -69,7 +69,8 @@ struct coord {
 	struct shards *shards;		/* agent io threads, NULL: all in the main loop */
 
 	struct nodeset nodes;		/* the job's current layout */
-	const char *phase;		/* idle|freezing|dumping|committing|thawing|restoring|stopped */
+	/* idle|freezing|dumping|committing|thawing|aborting|restoring|stopped */
+	const char *phase;
 	uint64_t last_gen;
 	char last_error[512];
 	Crjob__Generation **hist;	/* what the store does not know of each generation */

@@ -102,9 +102,8 @@ int state_begin_gen(struct coord *co, uint64_t gen, struct store_writer **w)
 	if (mkdir(path, 0700) && errno != EEXIST) {
 		int ret = -errno;
 
-		pr_perror("job %s: can't create %s%s", co->job, path,
-			  ret == -EACCES ? " (a coordinator run by a user needs STORE/jobs mode 1777)" :
-			  "");
+		pr_perror("job %s: can't create %s%s", co->job, path, ret != -EACCES ? "" :
+			  " (a coordinator run by a user needs STORE/jobs mode 1777)");
 		return ret;
 	}
 	return store_writer_begin(co->store, co->job, gen, "coord", STORE_DEDUP_NODE, w);
