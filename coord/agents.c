@@ -55,6 +55,8 @@ void agent_on_msg(struct coord *co, struct cnode *cn, const Crjob__Msg *m, uid_t
 	node_progress(cn, m->trees, m->n_trees);
 	if (m->node)
 		node_progress(cn, m->node->trees, m->node->n_trees);
+	if (m->kind == CRJOB__KIND__EVENT && co->op && co->op->event)
+		co->op->event(co);
 	if (m->kind != CRJOB__KIND__REPLY)
 		return;
 	if (!cn->wait_id || m->id != cn->wait_id) {

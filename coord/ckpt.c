@@ -176,6 +176,11 @@ static void ckpt_fail(struct coord *co, struct ckpt *k, const char *node, int er
 		ckpt_finish(co, k);
 }
 
+static void ckpt_event(struct coord *co)
+{
+	progress(co, co->op->data, false);
+}
+
 static void ckpt_cancel(struct coord *co, const char *why)
 {
 	ckpt_fail(co, co->op->data, NULL, -ECANCELED, why);
@@ -435,10 +440,18 @@ int ckpt_start(struct coord *co, bool stop)
 	k->op.name = "checkpoint";
 	k->op.node_done = ckpt_node_done;
 	k->op.cancel = ckpt_cancel;
+	k->op.event = ckpt_event;
 	k->op.data = k;
 	co->op = &k->op;
-	for (i = 0; i < co->nodes.n; i++)
-		co->nodes.v[i]->t_frozen = co->nodes.v[i]->t_thawed = 0;
+	for (i = 0; i < co->nodes.n; i++) {
+		struct cnode *cn = co->nodes.v[i];
+		size_t j;
+
+		cn->t_frozen = cn->t_thawed = 0;
+		/* the progress of this checkpoint */
+		for (j = 0; j < cn->n->n_trees; j++)
+			cn->n->trees[j]->bytes = 0;
+	}
 	pr_info("job %s: checkpoint of generation %llu on %d nodes%s\n", co->job,
 		(unsigned long long)k->gen, co->nodes.n, stop ? ", then stop" : "");
 	co->phase = "freezing";

@@ -46,6 +46,8 @@ struct op {
 			  const Crjob__Msg *m);
 	/* give up (the coordinator exits): ABORT or KILL, then end as a failure */
 	void (*cancel)(struct coord *co, const char *why);
+	/* an agent's EVENT updated the progress (may be NULL) */
+	void (*event)(struct coord *co);
 	void *data;
 };
 
