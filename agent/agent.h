@@ -32,6 +32,7 @@ struct agent_conf {
 	char *log;
 	char *pidfile;
 	char *name;
+	char *crd_logs;		/* keep crd's logs here (default: in memory only) */
 	int max_parallel;
 	int hold_timeout_s;	/* a job held frozen this long without news is let go */
 	int n_allow;		/* 0: every user */
@@ -111,7 +112,8 @@ struct tree {
 	size_t outlen;
 	char hookbuf[128];	/* a partial line from the hook */
 	size_t hooklen;
-	char log[256];		/* crd's log file */
+	int log_fd;		/* crd's log: a memfd, or a file in crd_logs */
+	char log[256];		/* that file's path, "" for a memfd */
 	char *error;		/* why it failed, with the crd log's tail */
 	int err;		/* -errno of the failure */
 	bool restored;		/* by this agent (KILL may kill it) */
@@ -168,7 +170,6 @@ struct agent {
 	struct child *children;
 	char self[4096];	/* this executable: the hook crd runs */
 	char crd[4096];
-	char rundir[64];	/* crd logs */
 	int active;		/* crd dumps/restores working now (max_parallel) */
 	bool exiting;
 };
@@ -211,6 +212,8 @@ int tree_spawn_crd(struct job *j, struct tree *t, char *const argv[], bool want_
 		   child_done_cb done);
 void tree_fail(struct job *j, struct tree *t, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* a fresh crd log for the tree (what: "dump", "restore") */
+int tree_open_log(struct job *j, struct tree *t, const char *what);
 /* what a tree's crd log says last */
 void tree_log_tail(const struct tree *t, char *buf, size_t size);
 /* every tree of the job is in one of the states (a bitmask of 1 << state) */

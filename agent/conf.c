@@ -24,13 +24,14 @@ enum {
 	K_PIDFILE,
 	K_NAME,
 	K_HOLD,
+	K_CRD_LOGS,
 	K_CONFIG,
 	K_NR,
 };
 
 static const char *const keys[K_NR] = {
 	"listen", "store", "crd", "allow_users", "munge_socket", "max_parallel", "log",
-	"pidfile", "name", "hold_timeout", "config",
+	"pidfile", "name", "hold_timeout", "crd_logs", "config",
 };
 
 static const struct option long_opts[] = {
@@ -44,6 +45,7 @@ static const struct option long_opts[] = {
 	{ "pidfile", required_argument, NULL, K_PIDFILE },
 	{ "name", required_argument, NULL, K_NAME },
 	{ "hold-timeout", required_argument, NULL, K_HOLD },
+	{ "crd-logs", required_argument, NULL, K_CRD_LOGS },
 	{ "config", required_argument, NULL, K_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
 	{ }
@@ -55,11 +57,11 @@ static void usage(FILE *f)
 		"Usage: crjob-agent [--config FILE] [--listen HOST:PORT] [--store DIR]\n"
 		"         [--crd PATH] [--allow-users U1,U2] [--munge-socket PATH]\n"
 		"         [--max-parallel N] [--log FILE] [--pidfile FILE] [--name NODE]\n"
-		"         [--hold-timeout SECONDS]\n"
+		"         [--hold-timeout SECONDS] [--crd-logs DIR]\n"
 		"The node agent of crjob (docs/distributed.md).  The config file (default\n"
 		AGENT_DEFAULT_CONF ") has `key = value` lines with the same names\n"
 		"(listen, store, crd, allow_users, munge_socket, max_parallel, log, pidfile, name,\n"
-		"hold_timeout).\n");
+		"hold_timeout, crd_logs).\n");
 }
 
 static char *trim(char *s)
@@ -112,7 +114,7 @@ static int set_key(struct agent_conf *c, int k, const char *val, const char *whe
 	char **str[K_NR] = {
 		[K_LISTEN] = &c->listen, [K_STORE] = &c->store, [K_CRD] = &c->crd,
 		[K_MUNGE] = &c->munge_socket, [K_LOG] = &c->log, [K_PIDFILE] = &c->pidfile,
-		[K_NAME] = &c->name,
+		[K_NAME] = &c->name, [K_CRD_LOGS] = &c->crd_logs,
 	};
 	char *end;
 
@@ -226,4 +228,5 @@ void conf_free(struct agent_conf *c)
 	free(c->log);
 	free(c->pidfile);
 	free(c->name);
+	free(c->crd_logs);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -82,6 +83,8 @@ void job_reset_trees(struct job *j)
 		tree_close_hook(t);
 		if (t->out_fd >= 0)
 			close(t->out_fd);
+		if (t->log_fd >= 0)
+			close(t->log_fd);
 		if (t->crd)
 			child_forget(j->a, t->crd);
 		free(t->writer);
@@ -108,7 +111,7 @@ int job_set_trees(struct job *j, Crjob__Tree **trees, size_t n, const char *node
 
 		t->job = j;
 		t->pid = trees[i]->pid;
-		t->hook_fd = t->out_fd = -1;
+		t->hook_fd = t->out_fd = t->log_fd = -1;
 		snprintf(w, sizeof(w), "%s-%d", node, t->pid);
 		t->writer = strdup(trees[i]->writer && *trees[i]->writer ? trees[i]->writer : w);
 		if (trees[i]->cpuset && *trees[i]->cpuset)
@@ -254,23 +257,46 @@ static void drop_writer(const struct job *j, const struct tree *t)
 
 /* ------------------------------------------------------------------ trees */
 
+/*
+ * crd's log of a tree (its stderr, and its hooks'): a memfd, gone with the
+ * tree's record, unless crd_logs names a directory to keep them in.
+ */
+int tree_open_log(struct job *j, struct tree *t, const char *what)
+{
+	char name[64];
+	int ret;
+
+	if (t->log_fd >= 0)
+		close(t->log_fd);
+	t->log[0] = '\0';
+	if (j->a->conf.crd_logs) {
+		snprintf(t->log, sizeof(t->log), "%s/%s-gen%llu-%d-%s.log", j->a->conf.crd_logs,
+			 j->id, (unsigned long long)j->gen, t->pid, what);
+		t->log_fd = open(t->log, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	} else {
+		snprintf(name, sizeof(name), "crd-%s-%d-%s", j->id, t->pid, what);
+		t->log_fd = memfd_create(name, MFD_CLOEXEC);
+	}
+	if (t->log_fd >= 0)
+		return 0;
+	ret = -errno;
+	alog("job %s: tree %d: can't make crd's log %s: %m\n", j->id, t->pid,
+	     t->log[0] ? t->log : "(memfd)");
+	return ret;
+}
+
 void tree_log_tail(const struct tree *t, char *buf, size_t size)
 {
 	char data[4096], *line, *last = NULL, *err = NULL, *save = NULL;
+	struct stat st;
 	ssize_t n = 0;
-	off_t end;
-	int fd = open(t->log, O_RDONLY | O_CLOEXEC);
+	off_t from;
 
 	buf[0] = '\0';
-	if (fd < 0)
+	if (t->log_fd < 0 || fstat(t->log_fd, &st) || st.st_size <= 0)
 		return;
-	end = lseek(fd, 0, SEEK_END);
-	if (end > 0) {
-		lseek(fd, end > (off_t)sizeof(data) - 1 ? end - (off_t)sizeof(data) + 1 : 0,
-		      SEEK_SET);
-		n = read(fd, data, sizeof(data) - 1);
-	}
-	close(fd);
+	from = st.st_size > (off_t)sizeof(data) - 1 ? st.st_size - (off_t)sizeof(data) + 1 : 0;
+	n = pread(t->log_fd, data, sizeof(data) - 1, from);
 	if (n <= 0)
 		return;
 	data[n] = '\0';
@@ -299,7 +325,8 @@ void tree_fail(struct job *j, struct tree *t, const char *fmt, ...)
 	if (!t->err)
 		t->err = -ECANCELED;
 	t->state = T_FAILED;
-	alog("job %s: %s (crd log %s)\n", j->id, t->error ?: why, t->log);
+	alog("job %s: %s%s%s\n", j->id, t->error ?: why, t->log[0] ? "; crd's log: " : "",
+	     t->log);
 }
 
 int tree_answer(struct tree *t, bool go_on)
@@ -431,12 +458,7 @@ int tree_spawn_crd(struct job *j, struct tree *t, char *const argv[], bool want_
 	struct spawn_opts o = { .out_fd = -1, .err_fd = -1, .hook_fd = -1 };
 	int sv[2] = { -1, -1 }, out[2] = { -1, -1 }, ret;
 
-	o.err_fd = open(t->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (o.err_fd < 0) {
-		ret = -errno;
-		alog("job %s: can't open %s: %m\n", j->id, t->log);
-		return ret;
-	}
+	o.err_fd = t->log_fd;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) ||
 	    (want_stdout && pipe2(out, O_CLOEXEC))) {
 		ret = -errno;
@@ -460,7 +482,6 @@ int tree_spawn_crd(struct job *j, struct tree *t, char *const argv[], bool want_
 		t->outlen = 0;
 	}
 out:
-	close(o.err_fd);
 	if (sv[0] >= 0)
 		close(sv[0]);
 	if (sv[1] >= 0)
@@ -476,8 +497,8 @@ out:
 void tree_net_unlock(struct job *j, struct tree *t)
 {
 	char pid[16];
-	char *argv[] = { j->a->crd, "net-unlock", pid, "-o", t->log, NULL };
-	struct spawn_opts o = { .out_fd = -1, .err_fd = -1, .hook_fd = -1 };
+	char *argv[] = { j->a->crd, "net-unlock", pid, NULL };
+	struct spawn_opts o = { .out_fd = -1, .err_fd = t->log_fd, .hook_fd = -1 };
 	int ret;
 
 	snprintf(pid, sizeof(pid), "%d", t->pid);
@@ -703,20 +724,19 @@ static int freeze_tree(struct job *j, struct tree *t)
 	char *argv[24] = {
 		j->a->crd, "dump", "-t", pid, "--store", j->store, "--job", j->id,
 		"--generation", gen, "--writer", t->writer, "--no-commit",
-		"--action-script", j->a->self, "-o", t->log,
+		"--action-script", j->a->self,
 	};
-	int argc = 17, ret;
+	int argc = 15, ret;
 
 	snprintf(pid, sizeof(pid), "%d", t->pid);
 	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)j->gen);
-	snprintf(t->log, sizeof(t->log), "%s/%s-gen%llu-%d-dump.log", j->a->rundir, j->id,
-		 (unsigned long long)j->gen, t->pid);
-	unlink(t->log);
 	if (!j->stop)
 		argv[argc++] = "--leave-running";
 	t->state = T_STARTED;
 	t->bytes = 0;
-	ret = tree_spawn_crd(j, t, argv, false, NULL);
+	ret = tree_open_log(j, t, "dump");
+	if (!ret)
+		ret = tree_spawn_crd(j, t, argv, false, NULL);
 	if (ret)
 		tree_fail(j, t, "can't start crd dump: %s", strerror(-ret));
 	return ret;

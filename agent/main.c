@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,12 +64,6 @@ check:
 		return 0;
 	alog("no crd at %s: give its path with --crd or `crd =` in the config\n", a->crd);
 	return -ENOENT;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	remove(path);
-	return 0;
 }
 
 static void on_sigchld(evutil_socket_t sig, short what, void *arg)
@@ -160,11 +153,6 @@ static int setup(struct agent *a)
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
 		alog("can't be a child subreaper: %m\n");
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(a->rundir, sizeof(a->rundir), "/tmp/crjob-agent.XXXXXX");
-	if (!mkdtemp(a->rundir)) {
-		alog("can't make a directory for crd logs: %m\n");
-		return -errno;
-	}
 	ret = topo_open(&a->topo);
 	if (ret)
 		return ret;
@@ -208,8 +196,6 @@ static void teardown(struct agent *a)
 	if (a->base)
 		event_base_free(a->base);
 	topo_close(a->topo);
-	if (a->rundir[0])
-		nftw(a->rundir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	if (a->conf.pidfile)
 		unlink(a->conf.pidfile);
 	conf_free(&a->conf);
@@ -250,8 +236,9 @@ int main(int argc, char **argv)
 		evsignal_add(sigs[i], NULL);
 	topo_summary(a.topo, topo, sizeof(topo));
 	alog("node %s listening on %s (port %d), store %s, crd %s, max %d parallel, %s, "
-	     "crd logs in %s\n", a.conf.name, a.conf.listen, rpc_listener_port(a.listener),
-	     a.conf.store ?: "(per request)", a.crd, a.conf.max_parallel, topo, a.rundir);
+	     "crd logs %s\n", a.conf.name, a.conf.listen, rpc_listener_port(a.listener),
+	     a.conf.store ?: "(per request)", a.crd, a.conf.max_parallel, topo,
+	     a.conf.crd_logs ?: "in memory");
 	child_reap(&a);
 	event_base_dispatch(a.base);
 	for (i = 0; i < 3; i++)

@@ -17,7 +17,7 @@
 
 int restore_start_tree(struct job *j, struct tree *t)
 {
-	static const int fixed = 16;
+	static const int fixed = 14;
 	char gen[24], owner[16], **argv;
 	int argc = fixed, i, ret;
 
@@ -29,7 +29,7 @@ int restore_start_tree(struct job *j, struct tree *t)
 	}
 	memcpy(argv, (char *[]){ j->a->crd, "restore", "--store", j->store, "--job", j->id,
 				 "--writer", t->writer, "--detach", "--keep-net-locked",
-				 "--owner", owner, "--action-script", j->a->self, "-o", t->log },
+				 "--owner", owner, "--action-script", j->a->self },
 	       fixed * sizeof(*argv));
 	snprintf(owner, sizeof(owner), "%u", (unsigned)j->owner);
 	if (j->gen) {
@@ -43,12 +43,11 @@ int restore_start_tree(struct job *j, struct tree *t)
 	}
 	if (j->pidns)
 		argv[argc++] = "--pidns";
-	snprintf(t->log, sizeof(t->log), "%s/%s-gen%llu-%d-restore.log", j->a->rundir, j->id,
-		 (unsigned long long)j->gen, t->pid);
-	unlink(t->log);
 	t->state = T_RESTORING;
 	t->restored = false;
-	ret = tree_spawn_crd(j, t, argv, true, NULL);
+	ret = tree_open_log(j, t, "restore");
+	if (!ret)
+		ret = tree_spawn_crd(j, t, argv, true, NULL);
 	free(argv);
 	if (ret)
 		tree_fail(j, t, "can't start crd restore: %s", strerror(-ret));

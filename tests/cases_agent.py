@@ -78,7 +78,7 @@ class Memgen:
 class Agent:
     """crjob-agent on 127.0.0.1 (a port of its choice), with its own munged and store"""
 
-    def __init__(self, env, *extra, max_parallel=4):
+    def __init__(self, env, *extra, max_parallel=4, environ=None):
         self.env = env
         self.munged = munge.Munged().start()
         self.store = os.path.join(env.tmpdir, "store")
@@ -93,7 +93,8 @@ class Agent:
             argv += ["--config", "/dev/null"]	# not the machine's /etc/crjob/agent.conf
         if max_parallel:
             argv += ["--max-parallel", str(max_parallel)]
-        self.pid = _runner.spawn(argv + list(extra), out=self.log)
+        self.pid = _runner.spawn(argv + list(extra), out=self.log,
+                                 env=dict(os.environ, **(environ or {})))
         deadline = time.time() + 30
         while not re.search(r"\(port (\d+)\)", self.logtext()):
             if time.time() > deadline or not _runner.alive(self.pid):
@@ -131,6 +132,8 @@ class Agent:
                 t = line.split()
                 rep["trees"].append({"pid": int(t[1]), "writer": t[3], "bytes": int(t[5]),
                                      "cpuset": t[7]})
+            elif w[0] == "event":
+                rep.setdefault("events", []).append(line)
             elif w[0] == "node" and " agent " in line:
                 rep["node"] = line
         return r.code, rep
@@ -382,8 +385,11 @@ def garbage_frame(env):
 
 def dump_failure(env):
     """a tree crd cannot dump (a netlink socket): DUMP fails naming the tree and crd's
-    cause, ABORT lets both trees run on, and the job can be checkpointed again"""
-    a = Agent(env)
+    cause (also in its log under --crd-logs), ABORT lets both trees run on, and the job
+    can be checkpointed again"""
+    logs = os.path.join(env.tmpdir, "crd-logs")
+    os.mkdir(logs)
+    a = Agent(env, "--crd-logs", logs)
     m, bad = None, None
     try:
         m = Memgen(env, "w1")
@@ -402,6 +408,8 @@ def dump_failure(env):
         code, rep = a.call("DUMP", "job=j")
         msg = rep.get("message", "")
         assert code == 1 and f"tree {bad}" in msg and "unsupported file type" in msg, rep["out"]
+        with open(os.path.join(logs, f"j-gen1-{bad}-dump.log")) as f:
+            assert "unsupported file type" in f.read(), "crd's log not kept in --crd-logs"
         a.ok("ABORT", "job=j")
         for pid in (m.pid, bad):
             assert _runner.alive(pid), f"tree {pid} died"
@@ -420,13 +428,17 @@ def dump_failure(env):
 
 
 SLOW_CRD = """#!/usr/bin/env python3
-# a crd that takes its time to freeze, then asks its action script like crd does
+# a crd dump that takes its time to freeze (SLOW_CRD_S) and to write (SLOW_DUMP_S),
+# asking its action script at post-freeze and post-dump like crd does
 import os, subprocess, sys, time
-time.sleep(float(os.environ.get("SLOW_CRD_S", "1")))
 a = sys.argv
 script, pid = a[a.index("--action-script") + 1], a[a.index("-t") + 1]
-env = dict(os.environ, CRD_ACTION="post-freeze", CRD_PID=pid)
-sys.exit(1 if subprocess.call([script, "post-freeze"], env=env) else 0)
+for action, var, default in (("post-freeze", "SLOW_CRD_S", "1"),
+                             ("post-dump", "SLOW_DUMP_S", "0")):
+    time.sleep(float(os.environ.get(var, default)))
+    env = dict(os.environ, CRD_ACTION=action, CRD_PID=pid)
+    if subprocess.call([script, action], env=env, pass_fds=(3,)):
+        sys.exit(1)
 """
 
 
@@ -471,6 +483,26 @@ def freeze_deadline_abort(env):
         if bg:
             _runner.kill_tree(bg)
         if m:
+            m.kill()
+        a.stop()
+
+
+def dump_progress_events(env):
+    """while trees write, an EVENT each second (the coordinator's sign of life): two
+    trees, one slot, each writing 1.5 s"""
+    a = Agent(env, "--crd", slow_crd(env), max_parallel=1,
+              environ={"SLOW_CRD_S": "0", "SLOW_DUMP_S": "1.5"})
+    ms = []
+    try:
+        ms = [Memgen(env, "w1"), Memgen(env, "w2")]
+        a.ok("FREEZE", "job=j", f"tree={ms[0].pid}", f"tree={ms[1].pid}")
+        rep = a.ok("DUMP", "job=j")
+        events = rep.get("events", [])
+        # 3 s of writing: 2 or 3 ticks, each with both trees
+        assert 4 <= len(events) <= 6, f"events: {rep['out']}"
+        a.ok("ABORT", "job=j")
+    finally:
+        for m in ms:
             m.kill()
         a.stop()
 
@@ -554,7 +586,8 @@ def config_file(env):
 
 
 def sigterm_releases(env):
-    """SIGTERM while a tree is held frozen: the agent lets it go and exits; it runs on"""
+    """SIGTERM while a tree is held frozen: the agent lets it go and exits; it runs on.
+    SIGKILL: its crd notices (the hook's socket closes) and lets the tree go too"""
     a = Agent(env)
     m = None
     try:
@@ -567,10 +600,21 @@ def sigterm_releases(env):
         a.pid = None
         assert _runner.alive(m.pid) and _runner.proc_status(m.pid, "TracerPid") == "0", \
             "the tree was not released"
-        rundir = re.search(r"crd logs in (/tmp/crjob-agent\.\w+)", a.logtext()).group(1)
-        assert not os.path.exists(rundir), "crd logs left"
         m.mutate()
-        m.verify(1)
+        # SIGKILL while frozen: the hook's socket closes with the agent, crd lets go
+        a = Agent(env)
+        a.ok("FREEZE", "job=k", f"tree={m.pid}")
+        assert _runner.proc_status(m.pid, "TracerPid") != "0", "not frozen"
+        os.kill(a.pid, signal.SIGKILL)
+        _runner.wait_for(a.pid, 10)
+        a.pid = None
+        deadline = time.time() + 30
+        while _runner.proc_status(m.pid, "TracerPid") != "0":
+            assert time.time() < deadline, "a killed agent left the tree frozen"
+            time.sleep(0.02)
+        # its crd children were adopted by the runner: wait until they are gone
+        m.mutate()
+        m.verify(2)
     finally:
         if m:
             m.kill()
@@ -585,6 +629,7 @@ CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("garbage-frame", garbage_frame),
          ("dump-failure", dump_failure),
          ("freeze-deadline-abort", freeze_deadline_abort),
+         ("dump-progress-events", dump_progress_events),
          ("coordinator-gone", coordinator_gone),
          ("config-file", config_file),
          ("sigterm-releases", sigterm_releases)]

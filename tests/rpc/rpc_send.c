@@ -8,7 +8,8 @@
  *     a valid credential around bytes that are not a Msg
  *
  * Prints the reply: "error N", "message ...", "generation G", one
- * "tree PID writer W bytes B cpuset C" per tree, "node ..." for a PING.
+ * "tree PID writer W bytes B cpuset C" per tree, "node ..." for a PING;
+ * before it, "event tree ..." for each tree of each EVENT.
  * Exits 0 if the reply has error 0, 1 if another, 3 if no reply came.
  */
 #include <arpa/inet.h>
@@ -97,6 +98,15 @@ static int send_garbage(const char *sock, const char *hostport)
 	}
 	printf("answered\n");
 	return 1;
+}
+
+static void print_event(const Crjob__Msg *ev, void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < ev->n_trees; i++)
+		print_tree("event ", ev->trees[i]);
+	fflush(stdout);
 }
 
 int main(int argc, char **argv)
@@ -195,7 +205,7 @@ int main(int argc, char **argv)
 	req.remap = rp;
 	if (rpc_new(sock, 0, &r))
 		return 3;
-	ret = rpc_call(r, addr, &req, timeout, NULL, NULL, &rep);
+	ret = rpc_call(r, addr, &req, timeout, print_event, NULL, &rep);
 	rpc_free(r);
 	if (ret) {
 		printf("rpc %s\n", strerror(-ret));
