@@ -31,8 +31,11 @@ static void node_progress(struct cnode *cn, Crjob__Tree **trees, size_t n)
 				t->has_bytes = 1;
 				t->bytes = trees[i]->bytes;
 			}
-			if (trees[i]->cpuset && (!t->cpuset || strcmp(t->cpuset, trees[i]->cpuset)) &&
-			    (cpuset = strdup(trees[i]->cpuset))) {
+			if (!trees[i]->cpuset ||
+			    (t->cpuset && !strcmp(t->cpuset, trees[i]->cpuset)))
+				continue;
+			cpuset = strdup(trees[i]->cpuset);
+			if (cpuset) {
 				free(t->cpuset);
 				t->cpuset = cpuset;
 			}
@@ -48,9 +51,12 @@ void agent_on_msg(struct coord *co, struct cnode *cn, const Crjob__Msg *m, uid_t
 			co->job, cn->n->name, uid, addr);
 		return;
 	}
+	cn->last_heard = now_s();
 	node_progress(cn, m->trees, m->n_trees);
 	if (m->node)
 		node_progress(cn, m->node->trees, m->node->n_trees);
+	if (m->kind == CRJOB__KIND__EVENT && co->op && co->op->event)
+		co->op->event(co);
 	if (m->kind != CRJOB__KIND__REPLY)
 		return;
 	if (!cn->wait_id || m->id != cn->wait_id) {
@@ -148,18 +154,20 @@ int agents_pending(const struct nodeset *ns)
 }
 
 /*
- * Forget the replies still awaited.  The connection of a node that did not
- * answer is closed: what is queued on it (a FREEZE its agent never got, say,
- * behind a dropped link) must not reach the agent later.
+ * Forget the replies still awaited.  With stale, the connection of a node
+ * that did not answer is closed: what is queued on it (a FREEZE or RESTORE
+ * its agent never got, say, behind a dropped link) must not reach the agent
+ * later.  Without, it stays: an ABORT, THAW or KILL must reach the agent
+ * when the link works again, whoever waits for its reply.
  */
-void agents_cancel(struct nodeset *ns)
+void agents_cancel(struct nodeset *ns, bool stale)
 {
 	int i;
 
 	for (i = 0; i < ns->n; i++) {
 		struct cnode *cn = ns->v[i];
 
-		if (cn->wait_id) {
+		if (cn->wait_id && stale) {
 			pr_warn("node %s: no reply from agent %s, connection closed\n",
 				cn->n->name, cn->n->agent);
 			agent_drop_conn(cn->co, cn);

@@ -31,6 +31,7 @@ struct ckpt {
 	int err;			/* the failure that made it abort */
 	char warn[300];			/* a thaw that failed after the commit */
 	struct event *timer;
+	struct store_writer *w;		/* writer `coord`, until the commit */
 	double t0, t_sent, t_frozen, t_dumped, t_committed;	/* t_sent: all FREEZEs sealed */
 };
 
@@ -48,6 +49,15 @@ static void progress(struct coord *co, struct ckpt *k, bool force)
 static void arm_timer(struct coord *co, struct ckpt *k)
 {
 	struct timeval tv = { co->freeze_timeout_ms / 1000, (co->freeze_timeout_ms % 1000) * 1000 };
+
+	evtimer_add(k->timer, &tv);
+}
+
+/* the silence check of the DUMP step, a few times per freeze timeout */
+static void arm_watch(struct coord *co, struct ckpt *k)
+{
+	unsigned ms = co->freeze_timeout_ms / 4 ?: 1;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	evtimer_add(k->timer, &tv);
 }
@@ -118,10 +128,12 @@ static void ckpt_finish(struct coord *co, struct ckpt *k)
 	double t = now_s();
 	char msg[512];
 
-	agents_cancel(&co->nodes);
+	agents_cancel(&co->nodes, false);
 	event_free(k->timer);
 	co->op = NULL;
 	if (k->err) {
+		if (k->w)
+			store_writer_abort(k->w);
 		drop_partial(co, k->gen);
 		co->phase = "idle";
 		caller_reply(co, k->err, co->last_error, NULL);
@@ -135,10 +147,10 @@ static void ckpt_finish(struct coord *co, struct ckpt *k)
 	}
 	co->phase = k->stop ? "stopped" : "idle";
 	state_save_layout(co);
-	snprintf(msg, sizeof(msg), "generation %llu committed%s: freeze-all %.1f ms (sent in %.1f ms), "
-		 "dump %.1f ms, commit %.1f ms, thaw-all %.1f ms%s%s", (unsigned long long)k->gen,
-		 k->stop ? " (job stopped)" : "", (k->t_frozen - k->t0) * 1e3,
-		 (k->t_sent - k->t0) * 1e3,
+	snprintf(msg, sizeof(msg), "generation %llu committed%s: freeze-all %.1f ms "
+		 "(sent in %.1f ms), dump %.1f ms, commit %.1f ms, thaw-all %.1f ms%s%s",
+		 (unsigned long long)k->gen, k->stop ? " (job stopped)" : "",
+		 (k->t_frozen - k->t0) * 1e3, (k->t_sent - k->t0) * 1e3,
 		 (k->t_dumped - k->t_frozen) * 1e3, (k->t_committed - k->t_dumped) * 1e3,
 		 (t - k->t_committed) * 1e3, k->warn[0] ? "; " : "", k->warn);
 	pr_info("job %s: %s\n", co->job, msg);
@@ -155,13 +167,18 @@ static void ckpt_fail(struct coord *co, struct ckpt *k, const char *node, int er
 	state_set_error(co, node, "%s (generation %llu aborted)", why,
 			(unsigned long long)k->gen);
 	k->err = err < 0 ? err : -EIO;
-	agents_cancel(&co->nodes);
+	agents_cancel(&co->nodes, true);
 	co->phase = "aborting";
 	broadcast(co, k, ABORT);
 	evtimer_del(k->timer);
 	arm_timer(co, k);
 	if (!agents_pending(&co->nodes))
 		ckpt_finish(co, k);
+}
+
+static void ckpt_event(struct coord *co)
+{
+	progress(co, co->op->data, false);
 }
 
 static void ckpt_cancel(struct coord *co, const char *why)
@@ -227,8 +244,13 @@ static int commit(struct coord *co, struct ckpt *k)
 		for (j = 0; j < (int)co->nodes.v[i]->n->n_trees; j++)
 			writers[n++] = co->nodes.v[i]->n->trees[j]->writer;
 	writers[n++] = "coord";
-	ret = hist_add(co, k) ?: state_save_gen(co, k->gen, k->stop) ?:
-	      store_commit(co->store, co->job, k->gen, writers, n);
+	ret = hist_add(co, k);
+	if (!ret) {
+		/* the writer is freed either way */
+		ret = state_save_gen(co, k->w, k->gen, k->stop);
+		k->w = NULL;
+	}
+	ret = ret ?: store_commit(co->store, co->job, k->gen, writers, n);
 	free(writers);
 	if (ret) {
 		if (co->nhist && co->hist[co->nhist - 1]->gen == k->gen)
@@ -244,7 +266,7 @@ static int commit(struct coord *co, struct ckpt *k)
 
 static void step_done(struct coord *co, struct ckpt *k)
 {
-	int ret;
+	int i, ret;
 
 	switch (k->step) {
 	case FREEZE:
@@ -252,9 +274,14 @@ static void step_done(struct coord *co, struct ckpt *k)
 		evtimer_del(k->timer);
 		co->phase = "dumping";
 		progress(co, k, true);
+		for (i = 0; i < co->nodes.n; i++)
+			co->nodes.v[i]->last_heard = k->t_frozen;
 		broadcast(co, k, DUMP);
+		if (co->op == &k->op)
+			arm_watch(co, k);
 		break;
 	case DUMP:
+		evtimer_del(k->timer);
 		k->t_dumped = now_s();
 		co->phase = "committing";
 		ret = commit(co, k);
@@ -305,12 +332,41 @@ static void ckpt_node_done(struct coord *co, struct cnode *cn, int err, const ch
 		step_done(co, k);
 }
 
+/*
+ * A DUMP takes as long as the images, so it has no deadline; but agents send
+ * an EVENT each second while their trees write.  A node silent for the
+ * freeze timeout is taken for lost (a dead link does not always close).
+ */
+static void check_silence(struct coord *co, struct ckpt *k)
+{
+	double t = now_s(), limit = co->freeze_timeout_ms / 1e3;
+	char why[200];
+	int i;
+
+	for (i = 0; i < co->nodes.n; i++) {
+		struct cnode *cn = co->nodes.v[i];
+
+		if (cn->wait_id && t - cn->last_heard > limit) {
+			snprintf(why, sizeof(why), "no word from its agent for %u ms while dumping",
+				 co->freeze_timeout_ms);
+			ckpt_fail(co, k, cn->n->name, -ETIMEDOUT, why);
+			return;
+		}
+	}
+	arm_watch(co, k);
+}
+
 static void ckpt_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct coord *co = arg;
 	struct ckpt *k = co->op->data;
 	char why[200];
 	int i;
+
+	if (k->step == DUMP) {
+		check_silence(co, k);
+		return;
+	}
 
 	for (i = 0; i < co->nodes.n && !co->nodes.v[i]->wait_id; i++)
 		;
@@ -366,13 +422,16 @@ int ckpt_start(struct coord *co, bool stop)
 	k = calloc(1, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
-	ret = name_writers(co) ?: store_next_gen(co->store, co->job, &k->gen);
+	ret = name_writers(co) ?: store_next_gen(co->store, co->job, &k->gen) ?:
+	      state_begin_gen(co, k->gen, &k->w);
 	if (ret) {
 		free(k);
 		return ret;
 	}
 	k->timer = evtimer_new(co->base, ckpt_timeout, co);
 	if (!k->timer) {
+		store_writer_abort(k->w);
+		drop_partial(co, k->gen);
 		free(k);
 		return -ENOMEM;
 	}
@@ -381,10 +440,18 @@ int ckpt_start(struct coord *co, bool stop)
 	k->op.name = "checkpoint";
 	k->op.node_done = ckpt_node_done;
 	k->op.cancel = ckpt_cancel;
+	k->op.event = ckpt_event;
 	k->op.data = k;
 	co->op = &k->op;
-	for (i = 0; i < co->nodes.n; i++)
-		co->nodes.v[i]->t_frozen = co->nodes.v[i]->t_thawed = 0;
+	for (i = 0; i < co->nodes.n; i++) {
+		struct cnode *cn = co->nodes.v[i];
+		size_t j;
+
+		cn->t_frozen = cn->t_thawed = 0;
+		/* the progress of this checkpoint */
+		for (j = 0; j < cn->n->n_trees; j++)
+			cn->n->trees[j]->bytes = 0;
+	}
 	pr_info("job %s: checkpoint of generation %llu on %d nodes%s\n", co->job,
 		(unsigned long long)k->gen, co->nodes.n, stop ? ", then stop" : "");
 	co->phase = "freezing";

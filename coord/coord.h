@@ -25,6 +25,7 @@ struct cnode {
 	uint64_t wait_id;		/* request awaiting its REPLY, 0 if none */
 	double t_frozen;		/* when its FREEZE reply came */
 	double t_thawed;
+	double last_heard;		/* its agent's last message (DUMP: EVENTs) */
 	void *shard_ptr;		/* its io thread, NULL before its first request */
 	uint64_t sent_id;		/* io thread: last request sent on conn */
 	bool dying;			/* freed once its io thread let go of it */
@@ -45,6 +46,8 @@ struct op {
 			  const Crjob__Msg *m);
 	/* give up (the coordinator exits): ABORT or KILL, then end as a failure */
 	void (*cancel)(struct coord *co, const char *why);
+	/* an agent's EVENT updated the progress (may be NULL) */
+	void (*event)(struct coord *co);
 	void *data;
 };
 
@@ -68,7 +71,8 @@ struct coord {
 	struct shards *shards;		/* agent io threads, NULL: all in the main loop */
 
 	struct nodeset nodes;		/* the job's current layout */
-	const char *phase;		/* idle|freezing|dumping|committing|thawing|restoring|stopped */
+	/* idle|freezing|dumping|committing|thawing|aborting|restoring|stopped */
+	const char *phase;
 	uint64_t last_gen;
 	char last_error[512];
 	Crjob__Generation **hist;	/* what the store does not know of each generation */
@@ -94,7 +98,9 @@ Crjob__Generation *hist_find(struct coord *co, uint64_t gen);
 
 /* state.c: what survives the coordinator (store, STORE/coord/JOBID) */
 int state_load(struct coord *co, bool nodes_given, bool interval_given, bool keep_given);
-int state_save_gen(struct coord *co, uint64_t gen, bool stopped);
+struct store_writer;
+int state_begin_gen(struct coord *co, uint64_t gen, struct store_writer **w);
+int state_save_gen(struct coord *co, struct store_writer *w, uint64_t gen, bool stopped);
 void state_save_layout(struct coord *co);
 void state_remove_layout(struct coord *co);
 int state_write_coord_file(struct coord *co, int port);
@@ -113,7 +119,7 @@ void agent_drop_conn(struct coord *co, struct cnode *cn);
 void nodeset_free(struct coord *co, struct nodeset *ns);
 void agent_request(struct coord *co, Crjob__Msg *m, Crjob__Op op);
 int agents_pending(const struct nodeset *ns);
-void agents_cancel(struct nodeset *ns);
+void agents_cancel(struct nodeset *ns, bool stale);
 
 /* main.c: an operation ended; the loop ends too if an exit waits for it */
 void op_ended(struct coord *co);

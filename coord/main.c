@@ -17,7 +17,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: crjob-coord --job JOBID --store DIR [--listen HOST:PORT]\n"
-		"         [--munge-socket PATH] [--owner UID] [--node SPEC]... [--interval SECONDS]\n"
+		"         [--munge-socket PATH] [--owner UID] [--node SPEC]...\n"
+		"         [--interval SECONDS]"
 		"         [--keep K] [--freeze-timeout MS] [--log FILE] [--pidfile FILE]\n"
 		"         [--io-threads N] [-v]\n"
 		"  SPEC = NAME,AGENT_HOST:PORT,IP[,PID[+PID...]]\n");
@@ -71,8 +72,8 @@ static int add_node_spec(struct coord *co, const char *spec)
 	int ret = node_parse_spec(spec, &n);
 
 	if (ret) {
-		fprintf(stderr, "crjob-coord: bad --node '%s' (want NAME,HOST:PORT,IP[,PID[+PID]])\n",
-			spec);
+		fprintf(stderr, "crjob-coord: bad --node '%s' "
+			"(want NAME,HOST:PORT,IP[,PID[+PID]])\n", spec);
 		return ret;
 	}
 	ret = nodeset_add(co, &co->nodes, n);
@@ -188,7 +189,8 @@ static int open_log(const struct opts *o)
 	if (o->log) {
 		fd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (fd < 0) {
-			fprintf(stderr, "crjob-coord: can't open %s: %s\n", o->log, strerror(errno));
+			fprintf(stderr, "crjob-coord: can't open %s: %s\n", o->log,
+				strerror(errno));
 			return -errno;
 		}
 	}

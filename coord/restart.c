@@ -55,7 +55,7 @@ static void rst_finish(struct coord *co, struct rst *r)
 	char msg[300];
 	int n = r->nn.n;
 
-	agents_cancel(&r->nn);
+	agents_cancel(&r->nn, false);
 	co->op = NULL;
 	if (r->err) {
 		co->phase = r->prev_phase;
@@ -113,7 +113,7 @@ static void rst_fail(struct coord *co, struct rst *r)
 {
 	struct timeval tv = { co->freeze_timeout_ms / 1000, (co->freeze_timeout_ms % 1000) * 1000 };
 
-	agents_cancel(&r->nn);
+	agents_cancel(&r->nn, true);
 	broadcast(co, r, KILL);
 	evtimer_add(r->timer, &tv);
 	if (!agents_pending(&r->nn))

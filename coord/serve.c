@@ -32,7 +32,11 @@ void reply_to(struct rpc_conn *c, const Crjob__Msg *req, int err, const char *me
 	rpc_send(c, &m);
 }
 
-/* the end of the operation co->caller asked for */
+/*
+ * The end of the operation co->caller asked for.  -EACCES answers only a
+ * caller who is not the job's owner (crjob exits 4): an operation refused
+ * by the store or an agent failed (-EPERM, crjob exits 1).
+ */
 void caller_reply(struct coord *co, int err, const char *message, Crjob__Generation *gen)
 {
 	Crjob__Msg req = CRJOB__MSG__INIT;
@@ -40,6 +44,8 @@ void caller_reply(struct coord *co, int err, const char *message, Crjob__Generat
 
 	if (!co->caller.c)
 		return;
+	if (err == -EACCES)
+		err = -EPERM;
 	req.id = co->caller.id;
 	req.op = co->caller.op;
 	st = state_status(co);

@@ -87,17 +87,35 @@ static int put_msg(struct store_writer *w, const char *name, const ProtobufCMess
 	return ret;
 }
 
-/* writer `coord` of the partial generation gen, before its commit */
-int state_save_gen(struct coord *co, uint64_t gen, bool stopped)
+/*
+ * Writer `coord` of generation gen, begun before its FREEZE: the coordinator
+ * (the job's owner) then creates gen-G.partial and may write in it, where
+ * the agents' crd run as root.  It only dedups against its own earlier
+ * writers (tiny), not against every node's.
+ */
+int state_begin_gen(struct coord *co, uint64_t gen, struct store_writer **w)
+{
+	char path[4400];
+
+	/* the job's directory is its owner's, 0700 (the agents check and keep that) */
+	snprintf(path, sizeof(path), "%s/jobs/%s", co->store_dir, co->job);
+	if (mkdir(path, 0700) && errno != EEXIST) {
+		int ret = -errno;
+
+		pr_perror("job %s: can't create %s%s", co->job, path, ret != -EACCES ? "" :
+			  " (a coordinator run by a user needs STORE/jobs mode 1777)");
+		return ret;
+	}
+	return store_writer_begin(co->store, co->job, gen, "coord", STORE_DEDUP_NODE, w);
+}
+
+/* the blobs of writer w (state_begin_gen), finished before the commit; w is freed */
+int state_save_gen(struct coord *co, struct store_writer *w, uint64_t gen, bool stopped)
 {
 	Crjob__Msg hist = CRJOB__MSG__INIT;
-	struct store_writer *w;
 	Crjob__Status *st;
 	int ret;
 
-	ret = store_writer_begin(co->store, co->job, gen, "coord", 0, &w);
-	if (ret)
-		return ret;
 	st = state_status(co);
 	if (!st) {
 		store_writer_abort(w);
@@ -265,6 +283,19 @@ void state_remove_layout(struct coord *co)
 	unlink(path);
 }
 
+/*
+ * A partial generation at start is a checkpoint a previous coordinator of
+ * the job did not finish (killed): nothing will ever commit it.
+ */
+static void drop_partials(struct coord *co)
+{
+	struct store_gc_stats st;
+
+	if (!store_gc(co->store, co->job, 0, 0, STORE_GC_FORCE, &st) && st.partials)
+		pr_info("job %s: removed %d unfinished generations (%llu bytes)\n", co->job,
+			st.partials, (unsigned long long)st.bytes);
+}
+
 int state_load(struct coord *co, bool nodes_given, bool interval_given, bool keep_given)
 {
 	struct store_gen_info *gi;
@@ -276,6 +307,7 @@ int state_load(struct coord *co, bool nodes_given, bool interval_given, bool kee
 	snprintf(path, sizeof(path), "%s/jobs/%s", co->store_dir, co->job);
 	if (stat(path, &sb))
 		return load_layout(co, nodes_given, interval_given, keep_given);
+	drop_partials(co);
 	ret = store_list_gens(co->store, co->job, &gi, &n);
 	if (ret)
 		return ret;

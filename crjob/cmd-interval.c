@@ -1,6 +1,7 @@
 /* crjob interval JOBID 30s|10m|2h|0 [--keep K]: periodic checkpoints (0 = off) and retention. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "crjob.h"
 
@@ -11,17 +12,21 @@ int cmd_interval(struct cli *cli, int argc, char **argv)
 	Crjob__Msg req, *rep;
 	unsigned secs;
 	char *end;
-	int ret, i;
+	int ret, i, n;
 
-	/* the job, then the interval: both positional */
-	for (i = 1; i < argc && argv[i][0] == '-'; i++)
-		;
-	if (i + 1 >= argc || argv[i + 1][0] == '-' || parse_duration(argv[i + 1], &secs)) {
+	/* the job, then the interval: the second word that is not an option or its value */
+	for (i = 1, n = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--keep"))
+			i++;
+		else if (argv[i][0] != '-' && ++n == 2)
+			break;
+	}
+	if (i >= argc || parse_duration(argv[i], &secs)) {
 		fprintf(stderr, "crjob interval: want JOBID 30s|10m|2h|0 [--keep K]\n");
 		return EX_USAGE;
 	}
-	for (; i + 2 <= argc; i++)
-		argv[i + 1] = argv[i + 2];
+	for (; i + 1 < argc; i++)
+		argv[i] = argv[i + 1];
 	ret = cli_args(cli, argc - 1, argv, args, true);
 	if (ret)
 		return ret;

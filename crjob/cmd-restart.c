@@ -38,8 +38,8 @@ int cmd_restart(struct cli *cli, int argc, char **argv)
 	nodes = calloc(args[0].nmulti, sizeof(*nodes));
 	for (i = 0; nodes && i < args[0].nmulti; i++) {
 		if (node_parse_spec(specs[i], &nodes[i]) || nodes[i]->n_trees) {
-			fprintf(stderr, "crjob restart: bad --node '%s' (want NAME,AGENT_HOST:PORT,IP)\n",
-				specs[i]);
+			fprintf(stderr, "crjob restart: bad --node '%s' "
+				"(want NAME,AGENT_HOST:PORT,IP)\n", specs[i]);
 			return EX_USAGE;
 		}
 	}

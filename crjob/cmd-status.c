@@ -1,4 +1,7 @@
-/* crjob status JOBID: phase, nodes and their trees, last generation; crjob ping JOBID: round trips. */
+/*
+ * crjob status JOBID: phase, nodes and their trees, last generation.
+ * crjob ping JOBID: round trips to the coordinator.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 

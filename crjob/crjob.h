@@ -10,14 +10,15 @@
 /* exit codes, as docs/distributed.md fixes them */
 enum {
 	EX_DONE = 0,
-	EX_FAILED = 1,		/* the operation failed: job unchanged, previous generation intact */
+	EX_FAILED = 1,		/* failed: job unchanged, previous generation intact */
 	EX_USAGE = 2,
 	EX_NOTFOUND = 3,	/* job or coordinator not found or unreachable */
 	EX_DENIED = 4,		/* not the job's owner */
 };
 
 #define CALL_TIMEOUT_MS		30000
-#define OP_TIMEOUT_MS		(24 * 3600 * 1000)	/* checkpoint, restart: as long as it takes */
+/* checkpoint, restart: as long as they take */
+#define OP_TIMEOUT_MS		(24 * 3600 * 1000)
 
 struct cli {
 	const char *store;	/* --store, $CRJOB_STORE or /etc/crjob/crjob.conf */

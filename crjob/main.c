@@ -19,7 +19,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: crjob [--store DIR] [--coord HOST:PORT] [--json] [--munge-socket PATH] CMD\n"
+		"Usage: crjob [--store DIR] [--coord HOST:PORT] [--json] [--munge-socket PATH]\n"
+		"             CMD\n"
 		"  checkpoint JOBID [--stop]\n"
 		"  restart JOBID --node NAME,AGENT,IP [--node ...] [--generation N]\n"
 		"  status JOBID\n"

@@ -174,20 +174,33 @@ void print_result(const struct cli *cli, const Crjob__Msg *rep)
 
 static int bar_shown;
 
-/* EVENT message "PHASE DONE/TOTAL": a bar on stderr (a terminal) */
+/* the bytes the trees wrote so far */
+static unsigned long long status_bytes(const Crjob__Status *st)
+{
+	unsigned long long b = 0;
+	size_t i, j;
+
+	for (i = 0; st && i < st->n_nodes; i++)
+		for (j = 0; j < st->nodes[i]->n_trees; j++)
+			b += st->nodes[i]->trees[j]->bytes;
+	return b;
+}
+
+/* EVENT message "PHASE DONE/TOTAL": a bar on stderr (a terminal), with the bytes written */
 void progress_event(const Crjob__Msg *ev, void *arg)
 {
-	char phase[32];
+	char phase[32], bytes[32];
 	int done, total, i, w = 30, fill;
 
 	if (!ev->message || sscanf(ev->message, "%31s %d/%d", phase, &done, &total) != 3 ||
 	    total <= 0)
 		return;
 	fill = done * w / total;
+	fmt_bytes(bytes, sizeof(bytes), status_bytes(ev->status));
 	fprintf(stderr, "\r[");
 	for (i = 0; i < w; i++)
 		fputc(i < fill ? '#' : ' ', stderr);
-	fprintf(stderr, "] %-10s %d/%d nodes", phase, done, total);
+	fprintf(stderr, "] %-10s %d/%d nodes %10s", phase, done, total, bytes);
 	fflush(stderr);
 	bar_shown = 1;
 }
@@ -195,7 +208,7 @@ void progress_event(const Crjob__Msg *ev, void *arg)
 void progress_end(void)
 {
 	if (bar_shown)
-		fprintf(stderr, "\r%60s\r", "");
+		fprintf(stderr, "\r%72s\r", "");
 	bar_shown = 0;
 }
 

@@ -99,6 +99,24 @@ def hung_agent(env):
     _cluster(env, body)
 
 
+def silent_agent_dump(env):
+    """an agent silent during DUMP (no EVENT, no REPLY) for the freeze timeout: abort"""
+    def body(c):
+        ports = c.fake_agents(3)
+        mute = c.fake_agents(1, "--drop-at", "dump")
+        c.start_coord("--freeze-timeout", "500", *c.node_args(ports + mute))
+        r = c.crjob("checkpoint", c.job)
+        assert r.returncode == 1, f"checkpoint with a silent agent: {r.returncode}: {r.stdout}"
+        assert "node n3" in r.stderr and "no word" in r.stderr, r.stderr
+        assert c.gens() == [] and c.store_ls() == [], c.gens()
+        assert not os.path.exists(os.path.join(c.store, "jobs", c.job, "gen-1.partial")), \
+            "the writers of the aborted generation were left"
+        ops = _ops(c)
+        for p in ports + mute:
+            assert (p, "abort") in ops and (p, "thaw") not in ops, ops
+    _cluster(env, body)
+
+
 def sigterm_aborts(env):
     """SIGTERM to the coordinator while agents are frozen: ABORT to all, then it exits"""
     def body(c):
@@ -155,6 +173,11 @@ def coord_restarted(env):
             assert c.crjob("checkpoint", c.job).returncode == 0
         before = c.json("history", c.job)["generations"]
         c.stop_coord(signal.SIGKILL)
+        # a checkpoint the killed coordinator left unfinished
+        partial = os.path.join(c.store, "jobs", c.job, "gen-3.partial")
+        os.mkdir(partial)
+        with open(os.path.join(partial, "n0-1000.pack"), "w") as f:
+            f.write("x")
         r = c.crjob("status", c.job)
         assert r.returncode == 3 and "unreachable" in r.stderr, (r.returncode, r.stderr)
         c.start_coord()
@@ -164,6 +187,7 @@ def coord_restarted(env):
         assert after == before, f"history changed: {before} -> {after}"
         assert last_a["gen"] == last_b["gen"] and last_a["stored"] == last_b["stored"] and \
             0 < last_a["total_s"] <= last_b["total_s"], f"{last_b} -> {last_a}"
+        assert not os.path.exists(partial), "the unfinished generation was left"
         st = c.json("status", c.job)["status"]
         assert len(st["nodes"]) == 4 and st["keep"] == 5 and st["last_gen"] == 2, st
         r = c.crjob("checkpoint", c.job)
@@ -331,6 +355,50 @@ def progress_on_tty(env):
     _cluster(env, body)
 
 
+def owner_not_root(env):
+    """the coordinator and crjob as the job's owner (nobody), the agent as root: the
+    owner's coordinator commits what root's crd wrote, and restarts the job"""
+    import cases_agent
+    if not os.path.exists(os.path.join(env.builddir, "agent", "crjob-agent")):
+        raise unittest.SkipTest("crjob-agent not built")
+    nobody = cases_agent.NOBODY
+    a = cases_agent.Agent(env)
+    m = None
+    # as an administrator prepares a store for coordinators run by users
+    for d in ("jobs", "coord"):
+        os.makedirs(os.path.join(a.store, d), exist_ok=True)
+        os.chmod(os.path.join(a.store, d), 0o1777)
+    c = fakecluster.Cluster(env.builddir, fakecluster.RunnerProcs(_runner), env.tmpdir,
+                            munged=a.munged, store=a.store)
+    try:
+        m = cases_agent.Memgen(env, "w1", user=nobody)
+        c.start()
+        c.start_coord("--node", f"n0,{a.addr},127.0.0.1,{m.pid}", user=nobody)
+        st = c.json("status", c.job)["status"]
+        assert st["owner"] == nobody, st
+        r = c.crjob("checkpoint", c.job, user=nobody)
+        assert r.returncode == 0, f"checkpoint: {r.returncode}: {r.stderr} " \
+            f"{c.read('coord.log')} {a.logtext()[-1500:]}"
+        m.mutate()
+        r = c.crjob("checkpoint", c.job, "--stop", user=nobody)
+        assert r.returncode == 0, f"checkpoint --stop: {r.stderr} {c.read('coord.log')}"
+        deadline = time.time() + 10
+        while _runner.alive(m.pid):
+            assert time.time() < deadline, "--stop: the tree was not killed"
+            time.sleep(0.01)
+        m.kill()
+        assert c.store_ls() == [1, 2], c.store_ls()
+        r = c.crjob("restart", c.job, "--node", f"n0,{a.addr},127.0.0.1", user=nobody)
+        assert r.returncode == 0, f"restart: {r.returncode}: {r.stderr} {a.logtext()[-1500:]}"
+        assert _runner.proc_status(m.pid, "Uid").split()[0] == str(nobody), "restored as root"
+        m.verify(1)
+    finally:
+        c.close()
+        if m:
+            m.kill()
+        a.stop()
+
+
 def cli_usage(env):
     """usage errors exit 2, an unknown job exits 3"""
     def body(c):
@@ -347,6 +415,7 @@ def cli_usage(env):
 CASES = [("checkpoint-4-agents", checkpoint_four),
          ("failing-agent", failing_agent),
          ("hung-agent-deadline", hung_agent),
+         ("silent-agent-dump", silent_agent_dump),
          ("sigterm-aborts", sigterm_aborts),
          ("interval-keep", periodic_keep),
          ("coordinator-restarted", coord_restarted),
@@ -355,4 +424,5 @@ CASES = [("checkpoint-4-agents", checkpoint_four),
          ("other-uid-denied", other_uid_denied),
          ("progress-on-tty", progress_on_tty),
          ("cli-usage", cli_usage),
-         ("real-agent-end-to-end", real_agent)]
+         ("real-agent-end-to-end", real_agent),
+         ("owner-not-root", owner_not_root)]

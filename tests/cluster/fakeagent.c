@@ -262,13 +262,18 @@ static int write_file(const char *path, const char *text)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, 'l' }, { "ports", required_argument, NULL, 'p' },
-		{ "count", required_argument, NULL, 'n' }, { "store", required_argument, NULL, 'S' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "ports", required_argument, NULL, 'p' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "store", required_argument, NULL, 'S' },
 		{ "munge-socket", required_argument, NULL, 'm' },
-		{ "fail-at", required_argument, NULL, 'f' }, { "drop-at", required_argument, NULL, 'd' },
+		{ "fail-at", required_argument, NULL, 'f' },
+		{ "drop-at", required_argument, NULL, 'd' },
 		{ "delay-ms", required_argument, NULL, 'D' },
-		{ "delay-at", required_argument, NULL, 'A' }, { "log", required_argument, NULL, 'L' },
-		{ "ready", required_argument, NULL, 'r' }, { "pidfile", required_argument, NULL, 'P' },
+		{ "delay-at", required_argument, NULL, 'A' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "ready", required_argument, NULL, 'r' },
+		{ "pidfile", required_argument, NULL, 'P' },
 		{ 0 }
 	};
 	const char *listen[4096], *munge = NULL, *ready = NULL, *pidfile = NULL;
@@ -317,7 +322,8 @@ int main(int argc, char **argv)
 		if (i < nlisten)
 			snprintf(hp, sizeof(hp), "%s", listen[i]);
 		else
-			snprintf(hp, sizeof(hp), "127.0.0.1:%d", base_port ? base_port + i - nlisten : 0);
+			snprintf(hp, sizeof(hp), "127.0.0.1:%d",
+				 base_port ? base_port + i - nlisten : 0);
 		ports[i].fa = &fa;
 		ret = rpc_listen(fa.rpc, fa.base, hp, on_msg, on_close, &ports[i], &ports[i].l);
 		if (ret) {

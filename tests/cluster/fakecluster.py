@@ -135,14 +135,21 @@ class Cluster:
             out += ["--node", self.spec(i, p, [1000 + i], prefix, net)]
         return out
 
-    def start_coord(self, *opts):
+    def start_coord(self, *opts, user=None):
+        """the job's coordinator (as uid user: its log file is made its own)"""
         cf = os.path.join(self.store, "coord", self.job)
         if os.path.exists(cf):
             os.unlink(cf)
-        self.coord_pid = self.procs.spawn(
-            [self.exe("coord", "crjob-coord"), "--job", self.job, "--store", self.store,
-             "--listen", "127.0.0.1:0", "--munge-socket", self.munged.socket,
-             "--log", self.coord_log] + list(opts), os.path.join(self.dir, "coord.out"))
+        argv = [self.exe("coord", "crjob-coord"), "--job", self.job, "--store", self.store,
+                "--listen", "127.0.0.1:0", "--munge-socket", self.munged.socket,
+                "--log", self.coord_log] + list(opts)
+        if user is not None:
+            with open(self.coord_log, "a"):
+                pass
+            os.chown(self.coord_log, user, user)
+            argv = [shutil.which("setpriv"), f"--reuid={user}", f"--regid={user}",
+                    "--clear-groups"] + argv
+        self.coord_pid = self.procs.spawn(argv, os.path.join(self.dir, "coord.out"))
         deadline = time.time() + 30
         while not os.path.exists(cf):
             assert self.procs.alive(self.coord_pid) and time.time() < deadline, \
