@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "clu
 import harness  # noqa: E402
 
 NODES, RANKS = 3, 2
+USER = 1000	# an ordinary uid, for jobs not of root
 _refs = {}
 
 
@@ -128,11 +129,12 @@ def _move(c, job, to, pause=0):
     job.wait_progress(at + 10)
 
 
-def _moves(env, rounds, round_ms, moves, pause=0, ranks=RANKS, extra=()):
+def _moves(env, rounds, round_ms, moves, pause=0, ranks=RANKS, extra=(), user=None):
     ref = reference(env, rounds, ranks, extra=extra)
     c = harness.Cluster(env, NODES, spare=NODES)
     try:
-        job = c.start_job(ranks=ranks, rounds=rounds, round_ms=round_ms, extra=extra)
+        job = c.start_job(ranks=ranks, rounds=rounds, round_ms=round_ms, extra=extra,
+                          user=user)
         job.wait_progress(20)
         for i in range(moves):
             _move(c, job, [(NODES if i % 2 == 0 else 0) + k for k in job.roots], pause)
@@ -153,6 +155,25 @@ def job_moved_unpaced(env):
     """the same, 3 nodes x 3 ranks, rounds unpaced (much data in flight at each dump),
     a /dev/shm file as shared memory and poll(): moved 4 times"""
     _moves(env, 3000, 0, 4, ranks=3, extra=["--shm", "dev", "--io", "poll"])
+
+
+def job_moved_as_user(env):
+    """a job of an ordinary user (uid 1000), moved by root's crd: it comes back
+    with its credentials and finishes right"""
+    ref = reference(env, 300)
+    c = harness.Cluster(env, NODES, spare=NODES)
+    try:
+        job = c.start_job(ranks=RANKS, rounds=300, round_ms=30, user=USER)
+        job.wait_progress(20)
+        _move(c, job, [NODES + k for k in job.roots])
+        for k in job.roots:
+            for p in job.tree(k):
+                assert harness.runner().proc_status(p, "Uid").split()[:3] == [str(USER)] * 3, \
+                    f"pid {p} of node {k} came back as uid {harness.runner().proc_status(p, 'Uid')}"
+        assert job.wait_done(120) == ref
+        no_locks_left(c)
+    finally:
+        c.destroy()
 
 
 def job_checkpoint_running_crd(env):
@@ -200,14 +221,14 @@ def _need_all(env):
         harness.need(env, name, sub)
 
 
-def _cli_cluster(env, rounds, round_ms=50, spare=0, tmpfs=None, coord_extra=()):
-    """agents on every host, the job on the first NODES, its coordinator"""
+def _cli_cluster(env, rounds, round_ms=50, spare=0, tmpfs=None, coord_extra=(), user=None):
+    """agents on every host, the job on the first NODES (as uid user), its coordinator"""
     _need_all(env)
     c = harness.Cluster(env, NODES, spare=spare)
     try:
         c.make_store(tmpfs)
         c.start_agents()
-        job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=round_ms)
+        job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=round_ms, user=user)
         job.wait_progress(10)
         c.start_coord(job, JOB_ID, extra=coord_extra)
     except BaseException:
@@ -450,10 +471,11 @@ def cli_fault_traffic_dropped(env):
 
 
 def cli_auth_other_user(env):
-    """crjob as another uid (nobody) is refused with exit 4 and changes nothing"""
+    """a job of uid 1000: crjob as another uid (nobody) is refused with exit 4 and
+    changes nothing; the owner may checkpoint"""
     rounds = 300
     ref = reference(env, rounds)
-    c, job = _cli_cluster(env, rounds)
+    c, job = _cli_cluster(env, rounds, user=USER)
     try:
         gens = generations(c)
         coord = c.coord_addr(JOB_ID)
@@ -465,6 +487,9 @@ def cli_auth_other_user(env):
         assert generations(c) == gens, f"generations {gens} -> {generations(c)}"
         assert not harness.gone(c.coord_pid), "the coordinator went away"
         job.check_alive()
+        r = c.crjob("--coord", coord, "checkpoint", JOB_ID, uid=USER)
+        assert r.code == 0, f"crjob checkpoint as the owner exited {r.code}: {r.out}"
+        assert len(generations(c)) == len(gens) + 1, "the owner's checkpoint made no generation"
         r = c.crjob("status", JOB_ID)
         assert r.code == 0, f"crjob status as root: {r.code} {r.out}"
         assert job.wait_done(120) == ref
@@ -476,6 +501,7 @@ CASES = [("job-uninterrupted", job_uninterrupted),
          ("job-fault-detected", job_fault_detected),
          ("job-moved-with-crd", job_moved_with_crd),
          ("job-moved-unpaced", job_moved_unpaced),
+         ("job-moved-as-user", job_moved_as_user),
          ("job-checkpoint-running-crd", job_checkpoint_running_crd),
          ("crjob-checkpoint-running", cli_checkpoint_running),
          ("crjob-stop-restart", cli_stop_restart),

@@ -195,8 +195,9 @@ def new_munged():
 class Job:
     """One run of tests/cluster/job: a rank tree per job node, node k on host hosts[k]."""
 
-    def __init__(self, cluster, name, hosts, ranks, rounds, round_ms, extra):
+    def __init__(self, cluster, name, hosts, ranks, rounds, round_ms, extra, user=None):
         self.c = cluster
+        self.user = user
         self.name = name
         self.hosts = list(hosts)
         self.ranks = ranks
@@ -214,6 +215,10 @@ class Job:
                     "--ranks", str(ranks), "--rounds", str(rounds),
                     "--round-ms", str(round_ms), "--port", str(JOB_PORT),
                     "--out", self.out] + list(extra)
+            if user is not None:
+                # nsenter needs root: it enters the namespace, setpriv drops to user
+                argv = [shutil.which("setpriv"), f"--reuid={user}", f"--regid={user}",
+                        "--clear-groups"] + argv
             self.roots[k] = cluster.spawn(argv, host=h, out=self.log_path(k))
             cluster.trees.append(self.roots[k])
 
@@ -417,9 +422,13 @@ class Cluster:
         return None
 
     # -------------------------------------------------------------- the job
-    def start_job(self, hosts=None, ranks=2, rounds=300, round_ms=50, extra=(), name=None):
+    def start_job(self, hosts=None, ranks=2, rounds=300, round_ms=50, extra=(), name=None,
+                  user=None):
+        """the test job, a rank tree per host of hosts (the first n by default), run as
+        uid user (root by default)"""
         hosts = list(range(self.n)) if hosts is None else hosts
-        job = Job(self, name or f"job{len(self.jobs)}", hosts, ranks, rounds, round_ms, extra)
+        job = Job(self, name or f"job{len(self.jobs)}", hosts, ranks, rounds, round_ms, extra,
+                  user)
         self.jobs.append(job)
         return job
 
@@ -512,7 +521,8 @@ class Cluster:
         return f"node{h},{self.addr(h)}:{AGENT_PORT},{self.addr(h)},{job.roots[k]}"
 
     def start_coord(self, job, job_id, extra=()):
-        """crjob-coord for job in the machine's namespace; waits for STORE/coord/JOB_ID"""
+        """crjob-coord for job in the machine's namespace (--owner UID when the job runs
+        as a user); waits for STORE/coord/JOB_ID"""
         coord = need(self.env, "crjob-coord", "coord")
         sock = self.start_munged()
         if not self.store:
@@ -526,6 +536,8 @@ class Cluster:
                 "--log", self.coord_log]
         for k in job.roots:
             argv += ["--node", self.node_spec(job, k)]
+        if job.user is not None:
+            argv += ["--owner", str(job.user)]
         self.coord_pid = self.spawn(argv + list(extra), out=self.coord_log + ".out")
         self.pids.append(self.coord_pid)
         cfile = os.path.join(self.store, "coord", str(job_id))
