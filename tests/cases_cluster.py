@@ -211,6 +211,49 @@ def job_checkpoint_running_crd(env):
         c.destroy()
 
 
+def job_copy_in_pidns(env):
+    """a global checkpoint (--leave-running, --keep-net-locked) restored with --pidns on
+    3 other nodes while the original runs on with the same PIDs: both finish, each with
+    the uninterrupted RESULT"""
+    rounds = 300
+    ref = reference(env, rounds)
+    c = harness.Cluster(env, NODES, spare=NODES)
+    try:
+        job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=30)
+        job.wait_progress(30)
+        imgs = {}
+        for k, pid in job.roots.items():
+            imgs[k] = _img(c, k)
+            c.crd(job.hosts[k], "dump", "-t", str(pid), "-D", imgs[k], "--leave-running",
+                  "--keep-net-locked")
+        for k, pid in job.roots.items():
+            c.crd(job.hosts[k], "net-unlock", str(pid))
+        remap = [(c.addr(job.hosts[k]), c.addr(NODES + k)) for k in job.roots]
+        inits = {}
+        for k, pid in job.roots.items():
+            r = c.crd(NODES + k, "restore", "-D", imgs[k], "--detach", "--pidns",
+                      "--keep-net-locked", *_remap_args(remap))
+            inits[k] = int(r.out.split()[-1])
+            assert c.net_of(inits[k]) == NODES + k, f"copy of node {k} is not on its host"
+            c.trees.append(inits[k])
+        for k, pid in job.roots.items():
+            c.crd(NODES + k, "net-unlock", str(pid))
+        assert job.wait_done(120) == ref, "the original's RESULT differs"
+        for k, init in inits.items():
+            st = harness.runner().wait_for(init, 120)
+            assert st is not None, f"the copy of node {k} did not finish: {job.logs()}"
+            assert harness.runner().exit_code(st) == 0, \
+                f"the copy of node {k} failed ({harness.runner().exit_code(st)}): {job.logs()}"
+        # each node's log has the original's and the copy's RESULT, from two PID namespaces
+        for k in job.roots:
+            with open(job.log_path(k)) as f:
+                ns = {ln.split()[4] for ln in f if ln.endswith(f"RESULT {ref}\n")}
+            assert len(ns) == 2, f"node {k}: RESULT {ref} from PID namespaces {ns}"
+        no_locks_left(c)
+    finally:
+        c.destroy()
+
+
 # ------------------------------------------------------------------ crjob (docs/distributed.md)
 
 JOB_ID = "4242"
@@ -503,6 +546,7 @@ CASES = [("job-uninterrupted", job_uninterrupted),
          ("job-moved-unpaced", job_moved_unpaced),
          ("job-moved-as-user", job_moved_as_user),
          ("job-checkpoint-running-crd", job_checkpoint_running_crd),
+         ("job-copy-in-pidns", job_copy_in_pidns),
          ("crjob-checkpoint-running", cli_checkpoint_running),
          ("crjob-stop-restart", cli_stop_restart),
          ("crjob-interval-restart", cli_interval_restart),
