@@ -99,7 +99,7 @@ struct conn {
 	uint32_t events;	/* registered with epoll */
 };
 
-/* One block per rank and round (modulo 3: see shm_wait()). */
+/* One block per rank and round (modulo 3: see shm_get()). */
 struct slot {
 	uint64_t round;		/* round + 1 once data is complete; written last */
 	uint64_t len;
@@ -357,10 +357,16 @@ static uint32_t events_of(const struct conn *c)
 static void ep_update(struct conn *c)
 {
 	struct epoll_event ev = { .events = events_of(c), .data.ptr = c };
+	int op = EPOLL_CTL_MOD;
 
 	if (cfg.use_poll || ev.events == c->events)
 		return;
-	if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev))
+	/* a finished connection would report EPOLLHUP for ever: out with it */
+	if (!ev.events)
+		op = EPOLL_CTL_DEL;
+	else if (!c->events)
+		op = EPOLL_CTL_ADD;
+	if (epoll_ctl(epfd, op, c->fd, &ev))
 		fail_errno("epoll_ctl");
 	c->events = ev.events;
 }
@@ -601,8 +607,9 @@ static void wait_io(int timeout)
 		struct pollfd pfd[MAX_P + 2];
 
 		for (i = 0; i < nconns; i++) {
-			pfd[i].fd = conns[i].fd;
 			pfd[i].events = events_of(&conns[i]);	/* EPOLLIN/OUT == POLLIN/OUT */
+			/* as with epoll: a finished connection is left out */
+			pfd[i].fd = pfd[i].events ? conns[i].fd : -1;
 			pfd[i].revents = 0;
 		}
 		n = poll(pfd, nconns, timeout);
