@@ -448,6 +448,12 @@ class Cluster:
     # -------------------------------------------------------------- distributed layer
     def start_munged(self):
         if not self.munged:
+            try:
+                pwd.getpwnam("munge")
+            except KeyError:
+                raise unittest.SkipTest("no user munge (apt-get install munge)")
+            if not shutil.which("munged"):
+                raise unittest.SkipTest("munged is not installed (apt-get install munge)")
             self.munged = new_munged()
         return self.munged.socket
 
