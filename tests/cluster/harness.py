@@ -505,7 +505,10 @@ class Cluster:
         return s
 
     def kill_agent(self, h):
+        """SIGKILL host h's agent; what it ran (crd, hooks) comes to us and is
+        killed at destroy() if it has not ended by then"""
         pid = self.agents.pop(h)
+        self.pids += [p for p in runner().descendants(pid) if p != pid]
         os.kill(pid, signal.SIGKILL)
         runner().wait_for(pid, 10)
 
@@ -582,7 +585,9 @@ class Cluster:
         return runner().run(self.crjob_argv(*args, uid=uid), timeout=timeout)
 
     def crjob_async(self, *args, out):
-        return runner().spawn(self.crjob_argv(*args), cwd=self.work, out=out)
+        pid = runner().spawn(self.crjob_argv(*args), cwd=self.work, out=out)
+        self.pids.append(pid)
+        return pid
 
     # -------------------------------------------------------------- teardown
     def destroy(self):
