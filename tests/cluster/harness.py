@@ -81,6 +81,14 @@ def gone(pid):
     return not rt.alive(pid)
 
 
+def _start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def binary(env, name, subdir):
     for d in (getattr(env, "builddir", None), getattr(env, "srcdir", None)):
         if d:
@@ -353,7 +361,7 @@ class Cluster:
         self.env = env
         self.n = n_nodes
         self.trees = []		# roots of rank trees ever started or restored
-        self.pids = []		# other long-running processes (agents, coordinator)
+        self.pids = {}		# other processes we started: pid -> start time
         self.mounts = []
         self.jobs = []
         self.hosts = None
@@ -404,6 +412,10 @@ class Cluster:
         if host is not None:
             argv = self.argv(host, argv)
         return runner().spawn(argv, cwd=self.work, out=out, user=user, env=env)
+
+    def track(self, pid):
+        """pid is ours to kill at destroy() (if it is still the same process)"""
+        self.pids[pid] = _start_time(pid)
 
     def run(self, argv, host=None, timeout=120):
         if host is not None:
@@ -491,7 +503,7 @@ class Cluster:
                 "--crd", self.env.crd, "--munge-socket", sock, "--name", f"node{h}",
                 "--log", log] + list(extra)
         self.agents[h] = self.spawn(argv, host=h, out=log + ".out")
-        self.pids.append(self.agents[h])
+        self.track(self.agents[h])
         return self.agents[h]
 
     def agent_log(self, h):
@@ -508,7 +520,9 @@ class Cluster:
         """SIGKILL host h's agent; what it ran (crd, hooks) comes to us and is
         killed at destroy() if it has not ended by then"""
         pid = self.agents.pop(h)
-        self.pids += [p for p in runner().descendants(pid) if p != pid]
+        for p in runner().descendants(pid):
+            if p != pid:
+                self.track(p)
         os.kill(pid, signal.SIGKILL)
         runner().wait_for(pid, 10)
 
@@ -548,7 +562,7 @@ class Cluster:
         if job.user is not None:
             argv += ["--owner", str(job.user)]
         self.coord_pid = self.spawn(argv + list(extra), out=self.coord_log + ".out")
-        self.pids.append(self.coord_pid)
+        self.track(self.coord_pid)
         cfile = os.path.join(self.store, "coord", str(job_id))
         deadline = time.time() + 20
         while not os.path.exists(cfile):
@@ -586,20 +600,25 @@ class Cluster:
 
     def crjob_async(self, *args, out):
         pid = runner().spawn(self.crjob_argv(*args), cwd=self.work, out=out)
-        self.pids.append(pid)
+        self.track(pid)
         return pid
 
     # -------------------------------------------------------------- teardown
     def destroy(self):
         rt = runner()
         errors = []
-        for pid in self.trees + self.pids:
+        # by PID, and only if the PID is still ours: a rank tree is in one of our
+        # namespaces (restored ones have new start times), others have the start
+        # time we saw
+        ours = [p for p in self.trees if self.hosts and self.net_of(p) is not None]
+        ours += [p for p, t in self.pids.items() if _start_time(p) == t]
+        for pid in ours:
             try:
                 if not gone(pid):
                     rt.kill_tree(pid)
             except Exception as e:	# go on: everything else must still go
                 errors.append(f"kill {pid}: {e}")
-        self.trees, self.pids, self.agents = [], [], {}
+        self.trees, self.pids, self.agents = [], {}, {}
         # crd processes an agent left (killed agent: they come to us)
         rt.reap_some()
         if self.munged:
