@@ -390,7 +390,8 @@ class Cluster:
                 break
         else:
             raise AssertionError("no free subnet 10.251.X.0/24")
-        tag = f"c{os.getpid() % 1000}x{Cluster._count % 100}"
+        # unique among concurrent runs (interface names: at most 15 characters)
+        tag = f"c{os.getpid() % 100000}x{Cluster._count % 100}"
         self.hosts = nethosts.Hosts(0, tag=tag)
         self.hosts.subnet = f"10.251.{x}"
         for _ in range(n):
