@@ -474,11 +474,7 @@ DROP = """table inet crjob_test_drop {
 """
 
 
-def cli_fault_traffic_dropped(env):
-    """one node's agent traffic dropped (nft in its namespace) as soon as its agent
-    started the FREEZE (crd dump running): the checkpoint fails, crjob exits 1 naming
-    the node, the other nodes are thawed, the job runs on to its RESULT once the
-    traffic flows again, the previous generation verifies"""
+def _traffic_dropped(env, during):
     rounds = 500
     ref = reference(env, rounds)
     c, job = _cli_cluster(env, rounds, coord_extra=["--freeze-timeout", "5000"])
@@ -490,16 +486,23 @@ def cli_fault_traffic_dropped(env):
         path = os.path.join(c.work, "drop.nft")
         with open(path, "w") as f:
             f.write(DROP % (p, p, p, p))
-        out = os.path.join(c.work, "crjob.out")
-        pid = c.crjob_async("checkpoint", JOB_ID, out=out)
-        try:
-            deadline = time.time() + 30
-            while not _crd_dumping_under(c, victim):
-                assert time.time() < deadline and not harness.gone(pid), \
-                    f"no crd dump under the agent of host {victim}: {c.agent_log(victim)}"
-                time.sleep(0.002)
+
+        def drop():
             r = c.run([shutil.which("nft"), "-f", path], host=victim)
             assert r.code == 0, f"nft: {r.out}"
+
+        out = os.path.join(c.work, "crjob.out")
+        try:
+            if not during:
+                drop()
+            pid = c.crjob_async("checkpoint", JOB_ID, out=out)
+            if during:
+                deadline = time.time() + 30
+                while not _crd_dumping_under(c, victim):
+                    assert time.time() < deadline and not harness.gone(pid), \
+                        f"no crd dump under the agent of host {victim}: {c.agent_log(victim)}"
+                    time.sleep(0.002)
+                drop()
             st = harness.runner().wait_for(pid, 90)
             assert st is not None, \
                 f"crjob checkpoint hangs with node{victim}'s traffic dropped: " \
@@ -513,6 +516,20 @@ def cli_fault_traffic_dropped(env):
         assert job.wait_done(120) == ref
     finally:
         c.destroy()
+
+
+def cli_fault_freeze_lost(env):
+    """one node's agent traffic dropped (nft in its namespace) before the checkpoint:
+    its FREEZE is lost, the checkpoint fails at the freeze deadline, crjob exits 1
+    naming the node, the other nodes are thawed, the job runs on to its RESULT, the
+    previous generation verifies"""
+    _traffic_dropped(env, during=False)
+
+
+def cli_fault_traffic_dropped(env):
+    """the same, the traffic dropped as soon as the node's agent started its FREEZE
+    (its crd dump runs): a reply of that node is lost"""
+    _traffic_dropped(env, during=True)
 
 
 def cli_auth_other_user(env):
@@ -554,5 +571,6 @@ CASES = [("job-uninterrupted", job_uninterrupted),
          ("crjob-interval-restart", cli_interval_restart),
          ("crjob-fault-agent-killed", cli_fault_agent_killed),
          ("crjob-fault-store-full", cli_fault_store_full),
+         ("crjob-fault-freeze-lost", cli_fault_freeze_lost),
          ("crjob-fault-traffic-dropped", cli_fault_traffic_dropped),
          ("crjob-auth-other-user", cli_auth_other_user)]
