@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import time
+import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster"))
 import harness  # noqa: E402
@@ -174,6 +175,71 @@ def job_moved_as_user(env):
         no_locks_left(c)
     finally:
         c.destroy()
+
+
+def _store_moves(env, gens):
+    """gens: per generation, (pre-dump first, crd dump options)"""
+    rounds = 500
+    ref = reference(env, rounds)
+    c = harness.Cluster(env, NODES, spare=NODES)
+    try:
+        store = c.make_store()
+        job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=30)
+        job.wait_progress(20)
+        sargs = ["--store", store, "--job", "j"]
+        for gen, (pre, extra) in enumerate(gens, 1):
+            writers = {k: f"node{k}-{pid}" for k, pid in job.roots.items()}
+            if pre:
+                for k, pid in job.roots.items():
+                    c.crd(job.hosts[k], "pre-dump", "-t", str(pid), *sargs,
+                          "--writer", writers[k])
+            for k, pid in job.roots.items():
+                c.crd(job.hosts[k], "dump", "-t", str(pid), *sargs, "--generation", str(gen),
+                      "--no-commit", "--writer", writers[k], "--keep-net-locked", *extra)
+            job.wait_gone()
+            at = job.min_progress()
+            r = c.run([c.env.crd, "store", "commit", "j", str(gen), "--store", store] +
+                      [a for w in writers.values() for a in ("--writer", w)])
+            assert r.code == 0, f"commit: {r.out}"
+            to = [(NODES if gen % 2 else 0) + k for k in job.roots]
+            remap = [(c.addr(job.hosts[k]), c.addr(to[k])) for k in job.roots]
+            old = list(job.hosts)
+            for k, pid in job.roots.items():
+                r = c.crd(to[k], "restore", *sargs, "--generation", str(gen), "--writer",
+                          writers[k], "--detach", "--keep-net-locked", *_remap_args(remap))
+                assert int(r.out.split()[-1]) == pid, f"restore printed {r.out[-300:]!r}"
+            job.hosts = to
+            for k, pid in job.roots.items():
+                for h in (to[k], old[k]):
+                    c.crd(h, "net-unlock", str(pid))
+            job.wait_progress(at + 10)
+        assert job.wait_done(120) == ref, f"the moved job's RESULT differs from {ref}"
+        no_locks_left(c)
+    finally:
+        c.destroy()
+
+
+def job_moved_through_store_crd(env):
+    """what the agents do, with crd alone: every node dumps its tree into one
+    generation of a shared store (--no-commit, a writer each, kept locked), one
+    commit, every tree restored from the store on 3 other nodes: the uninterrupted
+    RESULT; and back, with the cgroup freezer"""
+    gens = [(False, [])]
+    if os.path.isdir("/sys/fs/cgroup/freezer"):
+        gens.append((False, ["--freezer=cgroup"]))
+    _store_moves(env, gens)
+
+
+def job_pre_dump_store_crd(env):
+    """the same with a pre-dump of every node before the generation's dumps.  Known
+    crd bug: the pre-dumps of several writers of one job go to different generations
+    and the dumps of the others fail on the tracker ("unsupported file type
+    anon_inode:[userfaultfd]"); tests/cluster/repro/predump-two-writers.sh"""
+    if not os.environ.get("CRJOB_TEST_KNOWN_BUGS"):
+        raise unittest.SkipTest("known crd bug: pre-dumps of several writers of one job "
+                                "(tests/cluster/repro/predump-two-writers.sh); "
+                                "CRJOB_TEST_KNOWN_BUGS=1 runs it")
+    _store_moves(env, [(True, [])])
 
 
 def job_checkpoint_running_crd(env):
@@ -564,6 +630,8 @@ CASES = [("job-uninterrupted", job_uninterrupted),
          ("job-moved-with-crd", job_moved_with_crd),
          ("job-moved-unpaced", job_moved_unpaced),
          ("job-moved-as-user", job_moved_as_user),
+         ("job-moved-through-store-crd", job_moved_through_store_crd),
+         ("job-pre-dump-store-crd", job_pre_dump_store_crd),
          ("job-checkpoint-running-crd", job_checkpoint_running_crd),
          ("job-copy-in-pidns", job_copy_in_pidns),
          ("crjob-checkpoint-running", cli_checkpoint_running),
