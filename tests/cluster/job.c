@@ -27,10 +27,11 @@
  * computes the same hash over them and every root writes it as
  * "RESULT <hex>" to DIR/result.nodeI.  Rank 0 of every node writes
  * "round N run" to DIR/progress.nodeI every round ("round K done" at the
- * end), in place with a fixed length.
+ * end), in place with a fixed length.  The root also logs its RESULT on
+ * stderr with its PID namespace.
  *
- * Rounds start at least M ms apart, so that a run lasts long enough to be
- * checkpointed.  The job must survive being frozen for seconds and being
+ * Round n starts no earlier than n * M ms after the start, so that a run
+ * lasts long enough to be checkpointed (after a freeze the job catches up).  The job must survive being frozen for seconds and being
  * restored elsewhere with the same connections: every call that a ptrace
  * stop can interrupt retries on EINTR, and there are no timeouts, only a
  * warning on stderr when a round waits for more than 10 s.
