@@ -59,20 +59,13 @@ static void usage(FILE *f)
 		"Usage: crjob-agent [--config FILE] [--listen HOST:PORT] [--store DIR]\n"
 		"         [--crd PATH] [--allow-users U1,U2] [--munge-socket PATH]\n"
 		"         [--max-parallel N] [--log FILE] [--pidfile FILE] [--name NODE]\n"
-		"         [--hold-timeout SECONDS] [--crd-logs DIR] [--capture DIR[:DIR...]]
-"
-		"The node agent of crjob (docs/distributed.md).  The config file (default
-"
-		AGENT_DEFAULT_CONF ") has `key = value` lines with the same names
-"
-		"(listen, store, crd, allow_users, munge_socket, max_parallel, log, pidfile, name,
-"
-		"hold_timeout, crd_logs, capture).  capture: node-local directories (Slurm's
-"
-		"spool, TmpFS) whose files the trees use are copied into the images and
-"
-		"recreated on restore where missing (crd --capture-path).
-");
+		"         [--hold-timeout SECONDS] [--crd-logs DIR] [--capture DIR[:DIR...]]\n"
+		"The node agent of crjob (docs/distributed.md).  The config file (default\n"
+		AGENT_DEFAULT_CONF ") has `key = value` lines with the same names\n"
+		"(listen, store, crd, allow_users, munge_socket, max_parallel, log, pidfile, name,\n"
+		"hold_timeout, crd_logs, capture).  capture: node-local directories (Slurm's\n"
+		"spool, TmpFS) whose files the trees use are copied into the images and\n"
+		"recreated on restore where missing (crd --capture-path).\n");
 }
 
 static char *trim(char *s)
