@@ -95,8 +95,7 @@ mpirun.openmpi --allow-run-as-root -np 6 --map-by ppr:2:node {app} {ITERS} {SLEE
 """)
         os.chmod(script, 0o755)
         out = os.path.join(work, "job.out")
-        jobid = sh(["sbatch", "--parsable", "--checkpoint", "-N", "3", "-o", out,
-                    "--open-mode=append", script], env).strip().split(";")[0]
+        jobid = sh(["sbatch", "--parsable", "--checkpoint", "-N", "3", "-o", out, script], env).strip().split(";")[0]
         print(f"== sbatch --checkpoint -N 3 job.sh: job {jobid}, mpirun -np 6, 2 ranks per node")
 
         def its():
