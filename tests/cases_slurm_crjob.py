@@ -146,7 +146,7 @@ def requeue_resumes_elsewhere(env):
     try:
         out = os.path.join(c.work, "job.out")
         jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
-                         "--open-mode=append", _mpirun_script(env, c), extra=_crjob_env(c))
+                         _mpirun_script(env, c), extra=_crjob_env(c))
         _wait_iteration(c, jobid, out, 20)
         _wait_registered(c, jobid, s.NODES)
         first = c.job(jobid)["NodeList"]
