@@ -1,7 +1,7 @@
 /*
- * crjob resume JOBID [--generation N]: restore instead of launch, for the
- * batch step of a requeued Slurm job (the SPANK plugin execs it in place of
- * the batch script).
+ * crjob resume JOBID [--generation N] [-- BATCH-SCRIPT ARGS...]: restore
+ * instead of launch, for the batch step of a requeued Slurm job (the SPANK
+ * plugin execs it in place of the batch script, which it names after --).
  *
  * The job's nodes are those of this allocation ($SLURM_JOB_NODELIST; their
  * addresses from scontrol's NodeAddr, since node names need not resolve).
@@ -11,7 +11,10 @@
  * the first of the new: the batch tree comes back where Slurm runs the batch
  * step.  Then RESTART at the job's coordinator (restored frozen everywhere,
  * one coordinated thaw), and this process stays as the batch step's task
- * until the restored batch tree ends.
+ * until the restored batch tree ends.  If the job cannot be restored (no
+ * generation, nodes that do not fit, a failed restore, which the
+ * coordinator cleans up everywhere), the batch script runs from the
+ * beginning, as it would have without crjob.
  */
 #include <errno.h>
 #include <poll.h>
@@ -230,6 +233,18 @@ static int wait_trees(const Crjob__Node *old)
 	return EX_DONE;
 }
 
+/* The batch script from the beginning, when the job cannot be resumed. */
+static int run_script(char **script, int ret)
+{
+	if (!script || !script[0])
+		return ret;
+	fprintf(stderr, "crjob resume: running %s from the beginning\n", script[0]);
+	fflush(stderr);
+	execv(script[0], script);
+	fprintf(stderr, "crjob resume: can't run %s: %s\n", script[0], strerror(errno));
+	return ret;
+}
+
 int cmd_resume(struct cli *cli, int argc, char **argv)
 {
 	const char *g = NULL, *me = getenv("SLURMD_NODENAME");
@@ -238,8 +253,15 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	Crjob__Status *st = NULL;
 	uint64_t gen = 0;
 	int *map = NULL, ret, mine = -1;
+	char **script = NULL;
 	size_t i;
 
+	for (i = 0; i < (size_t)argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			script = &argv[i + 1];
+			argc = i;
+			break;
+		}
 	ret = cli_args(cli, argc, argv, args, true);
 	if (ret)
 		return ret;
@@ -253,7 +275,7 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	if (ret) {
 		fprintf(stderr, "crjob resume: job %s: no generation to resume from in %s: %s\n",
 			cli->job, cli->store, strerror(-ret));
-		return EX_NOTFOUND;
+		return run_script(script, EX_NOTFOUND);
 	}
 	ret = slurm_nodes(&nl);
 	if (!ret && (size_t)nl.n != st->n_nodes) {
@@ -281,5 +303,6 @@ out:
 	free(map);
 	free(nl.v);
 	crjob__status__free_unpacked(st, NULL);
-	return ret;
+	/* nothing of the job runs (a failed RESTART is cleaned up everywhere) */
+	return ret == EX_DONE ? ret : run_script(script, ret);
 }

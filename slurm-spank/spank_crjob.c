@@ -825,10 +825,18 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	slurm_info("crjob: job %u: restoring generation %ld on this allocation instead of "
 		   "running the batch script", job, gen);
 	{
-		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "resume", jobs,
-				 "--generation", g, NULL };
+		char *head[] = { crjob_bin, "--store", (char *)job_store(), "resume", jobs,
+				 "--generation", g, "--" };
+		char *argv[sizeof(head) / sizeof(head[0]) + 64] = { 0 };
+		char **envp = NULL, **jargv = NULL;
+		int jargc = 0, i, n = 0;
 
-		char **envp = NULL;
+		/* the batch script after --: it runs if the job cannot be restored */
+		for (i = 0; i < (int)(sizeof(head) / sizeof(head[0])); i++)
+			argv[n++] = head[i];
+		if (spank_get_item(sp, S_JOB_ARGV, &jargc, &jargv) == ESPANK_SUCCESS)
+			for (i = 0; i < jargc && n < (int)(sizeof(argv) / sizeof(argv[0])) - 1; i++)
+				argv[n++] = jargv[i];
 
 		/* the job's environment, as the batch script would have had it */
 		if (spank_get_item(sp, S_JOB_ENV, &envp) != ESPANK_SUCCESS || !envp)
