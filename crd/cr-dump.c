@@ -99,6 +99,8 @@ static int dump_one_task(struct dump_ctx *ctx, struct dtask *t)
 	if (!ret && ctx->incr)
 		ret = incr_prepare_task(ctx, t);
 	if (!ret)
+		ret = incr_drop_stale(t);
+	if (!ret)
 		ret = dump_task_fds(ctx->ft, t->pid, te);
 	if (!ret)
 		ret = dump_task_state(ctx, t);

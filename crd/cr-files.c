@@ -866,14 +866,23 @@ static int open_file(const Crd__FileEntry *e)
 		close(fd);
 		return -errno;
 	}
-	if (e->type == CRD__FILE_TYPE__FILE_REG && e->has_size &&
-	    (st.st_size < (off_t)e->size ||
-	     (st.st_size != (off_t)e->size && !(e->flags & O_APPEND)))) {
-		pr_err("file %s: size is %lld, was %llu at dump time: it changed since\n",
+	/*
+	 * Shorter than at the dump: what the tree had written or would read is
+	 * gone.  Longer: a job restarted from a checkpoint finds the output it
+	 * wrote after it, and writes on from where it was then (O_APPEND: at
+	 * the end).
+	 */
+	if (e->type == CRD__FILE_TYPE__FILE_REG && e->has_size && st.st_size < (off_t)e->size) {
+		pr_err("file %s: size is %lld, was %llu at dump time: it was cut since\n",
 		       e->path, (long long)st.st_size, (unsigned long long)e->size);
 		close(fd);
 		return -ESTALE;
 	}
+	if (e->type == CRD__FILE_TYPE__FILE_REG && e->has_size && st.st_size > (off_t)e->size &&
+	    (e->flags & O_ACCMODE) != O_RDONLY && !(e->flags & O_APPEND))
+		pr_warn("file %s: grew from %llu to %lld bytes since the dump; the tree writes "
+			"on from offset %llu\n", e->path, (unsigned long long)e->size,
+			(long long)st.st_size, (unsigned long long)e->pos);
 	if (e->type == CRD__FILE_TYPE__FILE_CHR && e->has_rdev && st.st_rdev != e->rdev) {
 		pr_err("device %s: is %u:%u, was %u:%u at dump time\n", e->path,
 		       major(st.st_rdev), minor(st.st_rdev), major(e->rdev), minor(e->rdev));

@@ -1,4 +1,5 @@
 /* Incremental dumps: see include/cr-incr.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -195,17 +196,80 @@ static int collect_anon(const struct proc_vma *v, void *arg)
 	return 0;
 }
 
+/* where a tracker goes: a high fd the process will not use */
+static long tracker_min_fd(pid_t pid)
+{
+	struct rlimit rl = { 1024, 1024 };
+
+	prlimit(pid, RLIMIT_NOFILE, NULL, &rl);
+	return rl.rlim_cur > 128 ? (long)rl.rlim_cur - 64 : 64;
+}
+
+static bool is_uffd(uint32_t pid, int fd);
+
+#define MAX_STALE	8
+
+/* userfaultfds at tracker fds: left by a pre-dump that no dump followed */
+static int stale_trackers(pid_t pid, int *fds)
+{
+	long min = tracker_min_fd(pid);
+	char path[64];
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) && n < MAX_STALE) {
+		long fd = strtol(de->d_name, NULL, 10);
+
+		if (de->d_name[0] != '.' && fd >= min && is_uffd(pid, fd))
+			fds[n++] = fd;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * Close them in the process (inf started): closing the last reference ends
+ * the tracking and lifts the write protection.  Its memory is dumped whole.
+ */
+static void drop_stale(struct infect *inf, pid_t pid, const int *fds, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		pr_warn("pid %d: fd %d is a write tracker of a pre-dump that no dump used: "
+			"removed\n", pid, fds[i]);
+		infect_syscall(inf, __NR_close, fds[i], 0, 0, 0, 0, 0);
+	}
+}
+
+int incr_drop_stale(struct dtask *dt)
+{
+	struct infect inf;
+	int fds[MAX_STALE], n = stale_trackers(dt->pid, fds), ret;
+
+	if (!n)
+		return 0;
+	ret = infect_start(&dt->threads[0], &inf);
+	if (ret)
+		return ret;
+	drop_stale(&inf, dt->pid, fds, n);
+	return infect_stop(&inf);
+}
+
 /* A userfaultfd created inside the process, moved to a high fd it will not use. */
 static int make_uffd(struct dtask *dt, struct incr_task *t)
 {
 	struct dthread *th = &dt->threads[0];
-	struct rlimit rl = { 1024, 1024 };
+	int stale[MAX_STALE], nstale = stale_trackers(dt->pid, stale);
 	struct infect inf;
-	long fd, hi = -1, min;
+	long fd, hi = -1, min = tracker_min_fd(dt->pid);
 	int ret;
 
-	prlimit(dt->pid, RLIMIT_NOFILE, NULL, &rl);
-	min = rl.rlim_cur > 128 ? (long)rl.rlim_cur - 64 : 64;
 	/* what release_tree() puts back once we are done */
 	ret = thread_save_regs(th);
 	if (ret)
@@ -213,6 +277,8 @@ static int make_uffd(struct dtask *dt, struct incr_task *t)
 	ret = infect_start(th, &inf);
 	if (ret)
 		return ret;
+	/* an earlier pre-dump's tracker would keep this one from registering */
+	drop_stale(&inf, dt->pid, stale, nstale);
 	fd = infect_syscall(&inf, __NR_userfaultfd, O_CLOEXEC | O_NONBLOCK, 0, 0, 0, 0, 0);
 	if (fd >= 0) {
 		hi = infect_syscall(&inf, __NR_fcntl, fd, F_DUPFD_CLOEXEC, min, 0, 0, 0);
@@ -386,7 +452,9 @@ int cr_pre_dump(const struct dump_opts *opts)
 	if (opts->writer)
 		snprintf(writer, sizeof(writer), "%s.pre", opts->writer);
 	ret = store_open(opts->store, &st);
-	if (!ret)
+	/* a coordinator names the generation every node's pre-dump goes to */
+	gen = opts->generation;
+	if (!ret && !gen)
 		ret = store_next_gen(st, opts->job, &gen);
 	if (!ret)
 		ret = store_writer_begin(st, opts->job, gen, writer,

@@ -192,7 +192,7 @@ def _store_moves(env, gens):
             if pre:
                 for k, pid in job.roots.items():
                     c.crd(job.hosts[k], "pre-dump", "-t", str(pid), *sargs,
-                          "--writer", writers[k])
+                          "--writer", writers[k], "--generation", str(gen))
             for k, pid in job.roots.items():
                 c.crd(job.hosts[k], "dump", "-t", str(pid), *sargs, "--generation", str(gen),
                       "--no-commit", "--writer", writers[k], "--keep-net-locked", *extra)
@@ -231,14 +231,8 @@ def job_moved_through_store_crd(env):
 
 
 def job_pre_dump_store_crd(env):
-    """the same with a pre-dump of every node before the generation's dumps.  Known
-    crd bug: the pre-dumps of several writers of one job go to different generations
-    and the dumps of the others fail on the tracker ("unsupported file type
-    anon_inode:[userfaultfd]"); tests/cluster/repro/predump-two-writers.sh"""
-    if not os.environ.get("CRJOB_TEST_KNOWN_BUGS"):
-        raise unittest.SkipTest("known crd bug: pre-dumps of several writers of one job "
-                                "(tests/cluster/repro/predump-two-writers.sh); "
-                                "CRJOB_TEST_KNOWN_BUGS=1 runs it")
+    """the same with a pre-dump of every node (into the generation a coordinator
+    names) before the generation's dumps"""
     _store_moves(env, [(True, [])])
 
 

@@ -284,9 +284,40 @@ def pre_dump_incremental(env):
         m.kill()
 
 
+def pre_dump_abandoned(env):
+    """a pre-dump no dump follows (a second pre-dump, a plain dump into a directory)
+    leaves no tracker behind: the second pre-dump replaces it, the plain dump removes
+    it and dumps all the memory, and that image restores exactly"""
+    store = os.path.join(env.tmpdir, "store")
+    os.mkdir(store)
+    img = os.path.join(env.tmpdir, "img")
+    os.mkdir(img)
+    m = Memgen(env, 32, 3)
+
+    def trackers():
+        return [f for f in os.listdir(f"/proc/{m.pid}/fd")
+                if "userfaultfd" in os.readlink(f"/proc/{m.pid}/fd/{f}")]
+    try:
+        for _ in range(2):
+            r = crd(env, "pre-dump", "-t", str(m.pid), *store_args(store))
+            assert r.code == 0 and "pages copied" in r.out, f"pre-dump failed: {r.out}"
+            assert len(trackers()) == 1, f"trackers in the process: {trackers()}"
+        m.mutate()
+        r = crd(env, "dump", "-t", str(m.pid), "-D", img)
+        assert r.code == 0 and "write tracker of a pre-dump" in r.out, f"dump: {r.out}"
+        m.gone()
+        r = crd(env, "restore", "-D", img, "--detach")
+        assert r.code == 0, f"restore failed: {r.out}"
+        assert not trackers(), "the restored process has a tracker"
+        m.verify(1)
+    finally:
+        m.kill()
+
+
 CASES = [("generations-restore-exactly", generations_restore_exactly),
          ("corrupt-pack-refused", corrupt_pack_refused),
          ("dumper-killed", dumper_killed),
          ("store-full", store_full),
          ("two-writers-one-generation", two_writers_one_generation),
-         ("pre-dump-incremental", pre_dump_incremental)]
+         ("pre-dump-incremental", pre_dump_incremental),
+         ("pre-dump-abandoned", pre_dump_abandoned)]

@@ -146,7 +146,7 @@ def requeue_resumes_elsewhere(env):
     try:
         out = os.path.join(c.work, "job.out")
         jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
-                         "--open-mode=append", _mpirun_script(env, c), extra=_crjob_env(c))
+                         _mpirun_script(env, c), extra=_crjob_env(c))
         _wait_iteration(c, jobid, out, 20)
         _wait_registered(c, jobid, s.NODES)
         first = c.job(jobid)["NodeList"]
@@ -208,3 +208,54 @@ def periodic_with_retention(env):
 
 
 CASES.append(("periodic-with-retention", periodic_with_retention))
+
+
+def _agent_pid(c, node):
+    for p in c.state["procs"]:
+        if p.get("node") == node and p.get("argv0") == "crjob-agent":
+            return p["pid"]
+    raise AssertionError(f"no agent recorded for {node}")
+
+
+def node_dies_during_checkpoint(env):
+    """a node's agent is killed while `crjob checkpoint` runs: the checkpoint fails
+    naming the node, the job runs on and ends right, the previous generation stays
+    complete and verifies"""
+    _need_crjob(env)
+    s = _slurm()
+    want = s.reference(env, ITERS)
+    c = s.Cluster(env)
+    store = os.path.join(c.dir, "store")
+    try:
+        out = os.path.join(c.work, "job.out")
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
+                         _mpirun_script(env, c), extra=_crjob_env(c))
+        _wait_iteration(c, jobid, out, 20)
+        _wait_registered(c, jobid, s.NODES)
+        code, text = _crjob(c, "checkpoint", jobid)
+        assert code == 0, f"first checkpoint failed ({code}): {text}"
+        victim = c.state["nodes"][1]["name"]
+        log = os.path.join(c.work, "ckpt2.log")
+        argv = [os.path.join(env.builddir, "crjob", "crjob"), "checkpoint", jobid]
+        pid = _runner.spawn(argv, out=log, env=dict(c.senv, **_crjob_env(c)))
+        time.sleep(0.05)
+        os.kill(_agent_pid(c, victim), 9)
+        st = _runner.wait_for(pid, 120)
+        text = s._read(log)
+        assert st is not None and _runner.exit_code(st) == 1, \
+            f"the checkpoint did not fail ({st}): {text}"
+        assert victim in text, f"the failure does not name {victim}: {text}"
+        r = _runner.run([env.crd, "store", "ls", jobid, "--store", store])
+        gens = [int(l.split()[1]) for l in r.out.splitlines()[1:] if l.split()]
+        assert gens == [1], f"generations after the failed checkpoint: {r.out}"
+        r = _runner.run([env.crd, "store", "verify", jobid, "1", "--store", store])
+        assert r.code == 0, f"verify of generation 1: {r.out}"
+        j = c.wait_done(jobid, 120)
+        text = s._read(out)
+        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-2000:]}"
+        assert s._results(text) == [want], f"result {s._results(text)}, want {want}"
+    finally:
+        c.down()
+
+
+CASES.append(("node-dies-during-checkpoint", node_dies_during_checkpoint))

@@ -47,6 +47,8 @@ int incr_load(const char *path, struct incr_state *s);
 
 /* Final dump, tree frozen: what was written since; the tracker leaves the process. */
 int incr_prepare_task(struct dump_ctx *ctx, struct dtask *t);
+/* remove trackers of pre-dumps that this dump does not follow */
+int incr_drop_stale(struct dtask *t);
 /* The pre-dump's reference for the page at addr if it was not written since, else NULL. */
 const struct store_ref *incr_unchanged(struct incr_task *it, uint64_t addr);
 struct incr_task *incr_find(struct incr_state *s, uint32_t pid);
