@@ -146,6 +146,7 @@ struct job {
 	uint64_t gen;
 	bool stop;
 	bool pidns;
+	bool self_abort;	/* the agent gave up, not its coordinator: keep the images */
 	char **remap;		/* RESTORE: "OLD=NEW" */
 	int n_remap;
 	enum job_phase phase;

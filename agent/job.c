@@ -435,7 +435,9 @@ static void tree_crd_exit(struct agent *a, pid_t pid, int status, void *arg)
 	} else if (j->phase == J_KILLING) {
 		kill_tree_now(j, t);
 	} else if (j->phase == J_ABORTING) {
-		drop_writer(j, t);
+		/* a coordinator gone silent may be committing them: not ours to remove */
+		if (!j->self_abort)
+			drop_writer(j, t);
 		t->state = T_DONE;
 	} else if (t->state == T_RELEASING || t->state == T_RESUMING) {
 		if (!ok)
@@ -601,6 +603,7 @@ static void hold_expired(evutil_socket_t fd, short what, void *arg)
 	     job_phase_name(j->phase), j->phase == J_FROZEN && j->deadline_ms ?
 	     "the FREEZE deadline" : "hold_timeout",
 	     j->phase == J_RESTORED ? "killing the restored trees" : "aborting");
+	j->self_abort = true;
 	if (j->phase == J_RESTORED)
 		job_kill(j, NULL, 0);
 	else
@@ -638,6 +641,7 @@ void job_orphaned(struct job *j)
 	     j->phase == J_FREEZING || j->phase == J_DUMPING ? "aborting" :
 	     j->phase == J_RESTORING ? "killing the restored trees" : "finishing it");
 	j->pending = false;
+	j->self_abort = true;
 	if (j->phase == J_FREEZING || j->phase == J_DUMPING)
 		job_abort(j);
 	else if (j->phase == J_RESTORING)
@@ -754,6 +758,7 @@ int job_freeze(struct job *j, uint32_t deadline_ms, char *why, size_t size)
 	if (!j->gen)
 		j->gen = next_gen(j);
 	j->deadline_ms = deadline_ms;
+	j->self_abort = false;
 	j->phase = J_FREEZING;
 	alog("job %s: freezing %d trees for generation %llu%s\n", j->id, j->ntrees,
 	     (unsigned long long)j->gen, j->stop ? " (stop)" : "");

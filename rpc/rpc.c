@@ -448,6 +448,21 @@ void *rpc_conn_data(const struct rpc_conn *c)
 	return c->data;
 }
 
+/*
+ * A peer whose machine died sends no FIN: keepalive probes find it within
+ * about 20 s, so that what waits on the connection (a frozen job) is told.
+ */
+static void set_keepalive(evutil_socket_t fd)
+{
+	int one = 1, idle = 10, intvl = 3, cnt = 3;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* ------------------------------------------------------------------ servers */
 
 static void listener_accept(struct evconnlistener *lev, evutil_socket_t fd,
@@ -455,9 +470,8 @@ static void listener_accept(struct evconnlistener *lev, evutil_socket_t fd,
 {
 	struct rpc_listener *l = arg;
 	struct rpc_conn *c;
-	int one = 1;
 
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	set_keepalive(fd);
 	c = conn_new(l->r, evconnlistener_get_base(lev), fd, l->on_msg, l->on_close, l->arg);
 	if (!c) {
 		rpc_log("out of memory for a connection: closed\n");
@@ -552,6 +566,7 @@ int rpc_connect(struct rpc *r, struct event_base *base, const char *hostport,
 		conn_free(c);
 		return ret;
 	}
+	set_keepalive(bufferevent_getfd(c->bev));
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	*out = c;
 	return 0;

@@ -552,6 +552,16 @@ def coordinator_gone(env):
             assert time.time() < t0 + 10, f"still held: {a.logtext()[-1500:]}"
             time.sleep(0.05)
         assert "held frozen for the FREEZE deadline" in a.logtext(), a.logtext()[-1500:]
+        # dumped, and no THAW: let go, but the images stay (the coordinator may commit)
+        a.ok("FREEZE", "job=j", "gen=5", f"tree={m.pid}")
+        a.ok("DUMP", "job=j")
+        t0 = time.time()
+        while _runner.proc_status(m.pid, "TracerPid") != "0":
+            assert time.time() < t0 + 10, f"still held: {a.logtext()[-1500:]}"
+            time.sleep(0.05)
+        assert "held dumped for hold_timeout" in a.logtext(), a.logtext()[-1500:]
+        done = os.path.join(a.store, "jobs", "j", "gen-5.partial", f"n0-{m.pid}.done")
+        assert os.path.exists(done), "the agent removed images its coordinator may commit"
         m.mutate()
         m.verify(1)
     finally:
