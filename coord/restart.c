@@ -32,6 +32,7 @@ struct rst {
 	Crjob__IpRemap **remap;
 	size_t nremap;
 	struct event *timer;
+	bool pidns;			/* restore in new pid namespaces */
 };
 
 static void rst_free(struct coord *co, struct rst *r)
@@ -98,6 +99,8 @@ static void broadcast(struct coord *co, struct rst *r, enum step step)
 			m.node_name = r->old_names[i];
 			m.remap = r->remap;
 			m.n_remap = r->nremap;
+			m.has_pidns = r->pidns;
+			m.pidns = r->pidns;
 		}
 		ret = agent_send(co, cn, &m);
 		if (ret && step != KILL) {
@@ -259,6 +262,7 @@ static int rst_prepare(struct coord *co, struct rst *r, const Crjob__Msg *req, c
 	int ret;
 
 	r->gen = req->has_generation && req->generation ? req->generation : co->last_gen;
+	r->pidns = req->has_pidns && req->pidns;
 	if (!r->gen) {
 		snprintf(why, len, "job %s: no committed generation to restart from", co->job);
 		return -ENOENT;

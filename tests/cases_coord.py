@@ -220,13 +220,14 @@ def restart_maps(env):
             args += ["--node", f"m{i},127.0.0.1:{p},10.9.0.{i + 1}"]
         r = c.crjob("restart", c.job, *args[:-2])
         assert r.returncode == 1 and "3 given" in r.stderr, (r.returncode, r.stderr)
-        r = c.crjob("restart", c.job, *args)
+        r = c.crjob("restart", c.job, *args, "--pidns")
         assert r.returncode == 0, f"restart: {r.returncode}: {r.stderr}"
         lines = c.agent_lines()
         rst = {p: kv for _, p, o, kv in lines if o == "restore"}
         for i, p in enumerate(new):
             kv = rst[p]
             assert kv["node"] == f"n{i}" and kv["trees"] == f"{1000 + i}:n{i}-{1000 + i}", kv
+            assert kv["pidns"] == "1", kv
             assert kv["remap"] == ",".join(f"10.0.0.{k + 1}=10.9.0.{k + 1}" for k in range(4)), kv
         slow_reply = max(t for t, p, o, _ in lines if o == "restore") + 0.7
         resumes = [t for t, p, o, _ in lines if o == "resume"]
