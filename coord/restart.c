@@ -54,11 +54,22 @@ static void rst_free(struct coord *co, struct rst *r)
 static void rst_finish(struct coord *co, struct rst *r)
 {
 	char msg[300];
-	int n = r->nn.n;
+	int n = r->nn.n, unanswered = agents_pending(&r->nn);
 
 	agents_cancel(&r->nn, false);
 	co->op = NULL;
 	if (r->err) {
+		/*
+		 * A KILL not answered stays queued on its connection (a link that
+		 * works again lets it through): those nodes are kept until the next
+		 * restart or the coordinator's exit.
+		 */
+		if (unanswered) {
+			nodeset_free(co, &co->lingering);
+			co->lingering = r->nn;
+			r->nn.v = NULL;
+			r->nn.n = 0;
+		}
 		co->phase = r->prev_phase;
 		caller_reply(co, r->err, co->last_error, NULL);
 		rst_free(co, r);
