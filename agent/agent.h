@@ -24,6 +24,8 @@ void agent_log_init(int fd);
 void alog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ------------------------------------------------------------------ conf.c */
+#define AGENT_MAX_CAPTURE	8
+
 struct agent_conf {
 	char *listen;
 	char *store;
@@ -34,6 +36,9 @@ struct agent_conf {
 	char *name;
 	char *crd_logs;		/* keep crd's logs here (default: in memory only) */
 	int max_parallel;
+	/* node-local directories whose files the trees use go into the images */
+	char *capture[AGENT_MAX_CAPTURE];
+	int n_capture;
 	int hold_timeout_s;	/* a job held frozen this long without news is let go */
 	int n_allow;		/* 0: every user */
 	uid_t allow[AGENT_MAX_ALLOW];

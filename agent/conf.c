@@ -24,6 +24,7 @@ enum {
 	K_PIDFILE,
 	K_NAME,
 	K_HOLD,
+	K_CAPTURE,
 	K_CRD_LOGS,
 	K_CONFIG,
 	K_NR,
@@ -31,7 +32,7 @@ enum {
 
 static const char *const keys[K_NR] = {
 	"listen", "store", "crd", "allow_users", "munge_socket", "max_parallel", "log",
-	"pidfile", "name", "hold_timeout", "crd_logs", "config",
+	"pidfile", "name", "hold_timeout", "capture", "crd_logs", "config",
 };
 
 static const struct option long_opts[] = {
@@ -45,6 +46,7 @@ static const struct option long_opts[] = {
 	{ "pidfile", required_argument, NULL, K_PIDFILE },
 	{ "name", required_argument, NULL, K_NAME },
 	{ "hold-timeout", required_argument, NULL, K_HOLD },
+	{ "capture", required_argument, NULL, K_CAPTURE },
 	{ "crd-logs", required_argument, NULL, K_CRD_LOGS },
 	{ "config", required_argument, NULL, K_CONFIG },
 	{ "help", no_argument, NULL, 'h' },
@@ -57,11 +59,13 @@ static void usage(FILE *f)
 		"Usage: crjob-agent [--config FILE] [--listen HOST:PORT] [--store DIR]\n"
 		"         [--crd PATH] [--allow-users U1,U2] [--munge-socket PATH]\n"
 		"         [--max-parallel N] [--log FILE] [--pidfile FILE] [--name NODE]\n"
-		"         [--hold-timeout SECONDS] [--crd-logs DIR]\n"
+		"         [--hold-timeout SECONDS] [--crd-logs DIR] [--capture DIR[:DIR...]]\n"
 		"The node agent of crjob (docs/distributed.md).  The config file (default\n"
 		AGENT_DEFAULT_CONF ") has `key = value` lines with the same names\n"
 		"(listen, store, crd, allow_users, munge_socket, max_parallel, log, pidfile, name,\n"
-		"hold_timeout, crd_logs).\n");
+		"hold_timeout, crd_logs, capture).  capture: node-local directories (Slurm's\n"
+		"spool, TmpFS) whose files the trees use are copied into the images and\n"
+		"recreated on restore where missing (crd --capture-path).\n");
 }
 
 static char *trim(char *s)
@@ -74,6 +78,32 @@ static char *trim(char *s)
 	while (e > s && isspace((unsigned char)e[-1]))
 		*--e = '\0';
 	return s;
+}
+
+/* "DIR:DIR" -> capture directories (crd dump --capture-path) */
+static int parse_capture(const char *list, struct agent_conf *c)
+{
+	char *dup = strdup(list), *tok, *save = NULL;
+
+	if (!dup)
+		return -ENOMEM;
+	while (c->n_capture)
+		free(c->capture[--c->n_capture]);
+	for (tok = strtok_r(dup, ":, ", &save); tok; tok = strtok_r(NULL, ":, ", &save)) {
+		if (c->n_capture == AGENT_MAX_CAPTURE || tok[0] != '/') {
+			fprintf(stderr, "crjob-agent: capture: at most %d absolute directories, "
+				"not '%s'\n", AGENT_MAX_CAPTURE, tok);
+			free(dup);
+			return -EINVAL;
+		}
+		c->capture[c->n_capture] = strdup(tok);
+		if (!c->capture[c->n_capture++]) {
+			free(dup);
+			return -ENOMEM;
+		}
+	}
+	free(dup);
+	return 0;
 }
 
 /* "alice,1001,bob" -> uids */
@@ -120,6 +150,8 @@ static int set_key(struct agent_conf *c, int k, const char *val, const char *whe
 
 	if (k == K_ALLOW)
 		return parse_allow(val, c);
+	if (k == K_CAPTURE)
+		return parse_capture(val, c);
 	if (k == K_MAXPAR) {
 		c->max_parallel = strtol(val, &end, 10);
 		if (*end || end == val || c->max_parallel < 1 || c->max_parallel > 1024) {
@@ -229,4 +261,6 @@ void conf_free(struct agent_conf *c)
 	free(c->pidfile);
 	free(c->name);
 	free(c->crd_logs);
+	while (c->n_capture)
+		free(c->capture[--c->n_capture]);
 }

@@ -721,17 +721,21 @@ static void freeze_deadline(evutil_socket_t fd, short what, void *arg)
 static int freeze_tree(struct job *j, struct tree *t)
 {
 	char pid[16], gen[24];
-	char *argv[24] = {
+	char *argv[24 + 2 * AGENT_MAX_CAPTURE] = {
 		j->a->crd, "dump", "-t", pid, "--store", j->store, "--job", j->id,
 		"--generation", gen, "--writer", t->writer, "--no-commit",
 		"--action-script", j->a->self,
 	};
-	int argc = 15, ret;
+	int argc = 15, ret, i;
 
 	snprintf(pid, sizeof(pid), "%d", t->pid);
 	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)j->gen);
 	if (!j->stop)
 		argv[argc++] = "--leave-running";
+	for (i = 0; i < j->a->conf.n_capture; i++) {
+		argv[argc++] = "--capture-path";
+		argv[argc++] = j->a->conf.capture[i];
+	}
 	t->state = T_STARTED;
 	t->bytes = 0;
 	ret = tree_open_log(j, t, "dump");

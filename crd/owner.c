@@ -137,6 +137,17 @@ static int open_mode(uint32_t flags)
 	return R_OK;
 }
 
+/* a captured file is recreated where missing: checked as one to create */
+static bool captured(const Crd__Inventory *inv, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < inv->n_captured; i++)
+		if (!strcmp(inv->captured[i]->path, path))
+			return true;
+	return false;
+}
+
 static int collect_files(const Crd__Inventory *inv, struct path_list *l)
 {
 	size_t i;
@@ -144,6 +155,10 @@ static int collect_files(const Crd__Inventory *inv, struct path_list *l)
 
 	for (i = 0; i < inv->n_files && !ret; i++) {
 		const Crd__FileEntry *f = inv->files[i];
+
+		/* deleted files come back from their contents in the image */
+		if (f->has_shmid || (f->path && captured(inv, f->path)))
+			continue;
 
 		if (f->path && (f->type == CRD__FILE_TYPE__FILE_REG ||
 				f->type == CRD__FILE_TYPE__FILE_FIFO ||
@@ -160,7 +175,8 @@ static int collect_files(const Crd__Inventory *inv, struct path_list *l)
 	return ret;
 }
 
-static int collect_task(const Crd__TaskEntry *te, struct path_list *l)
+static int collect_task(const Crd__Inventory *inv, const Crd__TaskEntry *te,
+			struct path_list *l)
 {
 	size_t i;
 	int ret = add_path(l, te->mm->exe_path, R_OK, "the executable");
@@ -172,7 +188,7 @@ static int collect_task(const Crd__TaskEntry *te, struct path_list *l)
 		if (v->kind != CRD__VMA_KIND__VMA_FILE_PRIVATE &&
 		    v->kind != CRD__VMA_KIND__VMA_FILE_SHARED)
 			continue;
-		if (v->has_shmid || !v->path)
+		if (v->has_shmid || !v->path || captured(inv, v->path))
 			continue;
 		if (v->kind == CRD__VMA_KIND__VMA_FILE_SHARED && (v->prot & PROT_WRITE))
 			mode |= W_OK;
@@ -184,7 +200,7 @@ static int collect_task(const Crd__TaskEntry *te, struct path_list *l)
 /* what the tree creates must be creatable by the owner: its directory writable */
 static bool may_create(const char *path)
 {
-	char *dup;
+	char *dup, *dir;
 	int ok;
 
 	if (!access(path, W_OK))	/* there already, and the owner's to reuse */
@@ -192,7 +208,11 @@ static bool may_create(const char *path)
 	dup = strdup(path);
 	if (!dup)
 		return false;
-	ok = !access(dirname(dup), W_OK | X_OK);
+	/* missing directories are made too: the first one there must be writable */
+	dir = dirname(dup);
+	while (access(dir, F_OK) && errno == ENOENT && strcmp(dir, "/"))
+		dir = dirname(dir);
+	ok = !access(dir, W_OK | X_OK);
 	free(dup);
 	return ok;
 }
@@ -248,8 +268,8 @@ static int check_paths(const struct owner *o, const struct path_list *l)
 		if (bad >= 0) {
 			const struct owner_path *p = &part.p[bad];
 
-			pr_err("%s %s: user %u may not %s it: refused\n", p->what, p->path,
-			       o->uid, p->mode ? "use" : "create");
+			pr_err("%s %s: missing, or user %u may not %s it: refused\n", p->what,
+			       p->path, o->uid, p->mode ? "use" : "create");
 			return -EACCES;
 		}
 	}
@@ -292,7 +312,7 @@ int owner_check(const struct restore_ctx *ctx, uid_t uid)
 		for (j = 0; j < te->n_threads && !ret; j++)
 			ret = check_creds(&o, te->threads[j]->tid, te->threads[j]->creds);
 		if (!ret)
-			ret = collect_task(te, &l);
+			ret = collect_task(ctx->inv, te, &l);
 	}
 	if (!ret)
 		ret = check_sysv(&o, ctx->inv);

@@ -203,6 +203,7 @@ static const struct {
 	{ "checkpoint", cmd_checkpoint }, { "restart", cmd_restart }, { "status", cmd_status },
 	{ "list", cmd_list }, { "history", cmd_history }, { "interval", cmd_interval },
 	{ "register", cmd_register }, { "shutdown", cmd_shutdown }, { "ping", cmd_ping },
+	{ "resume", cmd_resume },
 };
 
 /* take the global options out of argv, wherever they are; -1 on a usage error */

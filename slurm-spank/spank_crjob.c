@@ -5,7 +5,7 @@
  *
  *     optional /path/spank_crjob.so store=DIR crjob=PATH coord=PATH [crd=PATH]
  *                                   [agent_port=7710] [iface=eth0]
- *                                   [munge_socket=PATH]
+ *                                   [munge_socket=PATH] [keep=K]
  *
  * Options (registered from slurm_spank_init, so sbatch and salloc accept
  * them too, not only srun):
@@ -144,7 +144,8 @@ static char coord_bin[PATH_MAX] = "/usr/sbin/crjob-coord";
 static char crd_bin[PATH_MAX] = "/usr/sbin/crd";
 static char iface[IF_NAMESIZE];
 static char munge_socket[PATH_MAX];	/* munged's socket, when not munge's default */
-static int agent_port = 7710;	/* RPC_DEFAULT_AGENT_PORT */
+static int agent_port = 7710;
+static int keep;			/* generations kept per job, 0: all */	/* RPC_DEFAULT_AGENT_PORT */
 static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
 
 /* the user's options */
@@ -281,6 +282,8 @@ static void parse_args(int ac, char **av)
 			snprintf(iface, sizeof(iface), "%s", a + 6);
 		else if (!strncmp(a, "munge_socket=", 13))
 			snprintf(munge_socket, sizeof(munge_socket), "%s", a + 13);
+		else if (!strncmp(a, "keep=", 5))
+			keep = atoi(a + 5);
 		else if (!strncmp(a, "agent_port=", 11))
 			agent_port = atoi(a + 11);
 		else if (!strncmp(a, "stop_timeout=", 13))
@@ -482,9 +485,12 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 		return 0;
 	snprintf(listen, sizeof(listen), "%s:0", ip);
 	{
+		char keeps[16];
 		char *argv[] = { coord_bin, "--job", jobs, "--store", (char *)job_store(),
-				 "--listen", listen, "--owner", uids,
+				 "--listen", listen, "--owner", uids, "--keep", keeps,
 				 opt_interval ? "--interval" : NULL, ivs, NULL };
+
+		snprintf(keeps, sizeof(keeps), "%d", keep);
 
 		if (!run_detached(argv, uid, gid, 0))
 			slurm_info("crjob: job %u: coordinator started (interval %lds)", job,
@@ -494,9 +500,17 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 }
 
 /* Remote, in slurmstepd: the task's real PID. */
+static const char *jobs_of(uint32_t job, char *buf)
+{
+	sprintf(buf, "%u", job);
+	return buf;
+}
+
+static long last_generation(const char *dir, const char *job);
+
 int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 {
-	uint32_t job, step, nlocal;
+	uint32_t job, step, nlocal, restarts = 0;
 	pid_t pid;
 	char name[64], ip[64], spec[64 + 64 + 64 + MAX_TASKS * 12], jobs[16], sbuf[16];
 	unsigned int i;
@@ -512,6 +526,14 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 	if (ntasks < MAX_TASKS)
 		task_pids[ntasks++] = pid;
 	if (ntasks != nlocal && ntasks != MAX_TASKS)
+		return 0;
+	/*
+	 * A requeued batch step with a generation runs `crjob resume` (task_init):
+	 * its trees are the restored ones, which the coordinator knows already.
+	 */
+	if (step == SLURM_BATCH_SCRIPT && !opt_restart_from[0] &&
+	    spank_get_item(sp, S_SLURM_RESTART_COUNT, &restarts) == ESPANK_SUCCESS &&
+	    restarts && job_store()[0] && last_generation(job_store(), jobs_of(job, jobs)) >= 0)
 		return 0;
 
 	node_name(name, sizeof(name));
@@ -791,15 +813,30 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 			   task, from, job_store());
 		return 0;
 	}
-	slurm_info("crjob: job %u step %s task %u: generation %ld of job %s in %s: restore is "
-		   "not implemented yet, starting from the beginning", job,
-		   step_name(step, sbuf, sizeof(sbuf)), task, gen, from, job_store());
-	/*
-	 * launch as usual until crd restore can take the task's place; the task
-	 * learns which generation it would have been restored from
-	 */
 	snprintf(g, sizeof(g), "%ld", gen);
 	spank_setenv(sp, "CRJOB_RESTORE_GENERATION", g, 1);
+	if (step != SLURM_BATCH_SCRIPT || opt_restart_from[0]) {
+		/* steps run inside the batch script come back with it */
+		slurm_info("crjob: job %u step %s task %u: generation %ld of job %s: only the "
+			   "batch step is restored; this one starts from the beginning", job,
+			   step_name(step, sbuf, sizeof(sbuf)), task, gen, from);
+		return 0;
+	}
+	slurm_info("crjob: job %u: restoring generation %ld on this allocation instead of "
+		   "running the batch script", job, gen);
+	{
+		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "resume", jobs,
+				 "--generation", g, NULL };
+
+		char **envp = NULL;
+
+		/* the job's environment, as the batch script would have had it */
+		if (spank_get_item(sp, S_JOB_ENV, &envp) != ESPANK_SUCCESS || !envp)
+			envp = environ;
+		execve(crjob_bin, argv, envp);
+		slurm_error("crjob: job %u: exec %s: %s: running the batch script instead", job,
+			    crjob_bin, strerror(errno));
+	}
 	return 0;
 }
 

@@ -17,11 +17,13 @@ import re
 import shutil
 import sys
 import time
+import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster"))
 import harness  # noqa: E402
 
 NODES, RANKS = 3, 2
+USER = 1000	# an ordinary uid, for jobs not of root
 _refs = {}
 
 
@@ -128,11 +130,12 @@ def _move(c, job, to, pause=0):
     job.wait_progress(at + 10)
 
 
-def _moves(env, rounds, round_ms, moves, pause=0, ranks=RANKS, extra=()):
+def _moves(env, rounds, round_ms, moves, pause=0, ranks=RANKS, extra=(), user=None):
     ref = reference(env, rounds, ranks, extra=extra)
     c = harness.Cluster(env, NODES, spare=NODES)
     try:
-        job = c.start_job(ranks=ranks, rounds=rounds, round_ms=round_ms, extra=extra)
+        job = c.start_job(ranks=ranks, rounds=rounds, round_ms=round_ms, extra=extra,
+                          user=user)
         job.wait_progress(20)
         for i in range(moves):
             _move(c, job, [(NODES if i % 2 == 0 else 0) + k for k in job.roots], pause)
@@ -153,6 +156,90 @@ def job_moved_unpaced(env):
     """the same, 3 nodes x 3 ranks, rounds unpaced (much data in flight at each dump),
     a /dev/shm file as shared memory and poll(): moved 4 times"""
     _moves(env, 3000, 0, 4, ranks=3, extra=["--shm", "dev", "--io", "poll"])
+
+
+def job_moved_as_user(env):
+    """a job of an ordinary user (uid 1000), moved by root's crd: it comes back
+    with its credentials and finishes right"""
+    ref = reference(env, 300)
+    c = harness.Cluster(env, NODES, spare=NODES)
+    try:
+        job = c.start_job(ranks=RANKS, rounds=300, round_ms=30, user=USER)
+        job.wait_progress(20)
+        _move(c, job, [NODES + k for k in job.roots])
+        for k in job.roots:
+            for p in job.tree(k):
+                assert harness.runner().proc_status(p, "Uid").split()[:3] == [str(USER)] * 3, \
+                    f"pid {p} of node {k} came back as uid {harness.runner().proc_status(p, 'Uid')}"
+        assert job.wait_done(120) == ref
+        no_locks_left(c)
+    finally:
+        c.destroy()
+
+
+def _store_moves(env, gens):
+    """gens: per generation, (pre-dump first, crd dump options)"""
+    rounds = 500
+    ref = reference(env, rounds)
+    c = harness.Cluster(env, NODES, spare=NODES)
+    try:
+        store = c.make_store()
+        job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=30)
+        job.wait_progress(20)
+        sargs = ["--store", store, "--job", "j"]
+        for gen, (pre, extra) in enumerate(gens, 1):
+            writers = {k: f"node{k}-{pid}" for k, pid in job.roots.items()}
+            if pre:
+                for k, pid in job.roots.items():
+                    c.crd(job.hosts[k], "pre-dump", "-t", str(pid), *sargs,
+                          "--writer", writers[k])
+            for k, pid in job.roots.items():
+                c.crd(job.hosts[k], "dump", "-t", str(pid), *sargs, "--generation", str(gen),
+                      "--no-commit", "--writer", writers[k], "--keep-net-locked", *extra)
+            job.wait_gone()
+            at = job.min_progress()
+            r = c.run([c.env.crd, "store", "commit", "j", str(gen), "--store", store] +
+                      [a for w in writers.values() for a in ("--writer", w)])
+            assert r.code == 0, f"commit: {r.out}"
+            to = [(NODES if gen % 2 else 0) + k for k in job.roots]
+            remap = [(c.addr(job.hosts[k]), c.addr(to[k])) for k in job.roots]
+            old = list(job.hosts)
+            for k, pid in job.roots.items():
+                r = c.crd(to[k], "restore", *sargs, "--generation", str(gen), "--writer",
+                          writers[k], "--detach", "--keep-net-locked", *_remap_args(remap))
+                assert int(r.out.split()[-1]) == pid, f"restore printed {r.out[-300:]!r}"
+            job.hosts = to
+            for k, pid in job.roots.items():
+                for h in (to[k], old[k]):
+                    c.crd(h, "net-unlock", str(pid))
+            job.wait_progress(at + 10)
+        assert job.wait_done(120) == ref, f"the moved job's RESULT differs from {ref}"
+        no_locks_left(c)
+    finally:
+        c.destroy()
+
+
+def job_moved_through_store_crd(env):
+    """what the agents do, with crd alone: every node dumps its tree into one
+    generation of a shared store (--no-commit, a writer each, kept locked), one
+    commit, every tree restored from the store on 3 other nodes: the uninterrupted
+    RESULT; and back, with the cgroup freezer"""
+    gens = [(False, [])]
+    if os.path.isdir("/sys/fs/cgroup/freezer"):
+        gens.append((False, ["--freezer=cgroup"]))
+    _store_moves(env, gens)
+
+
+def job_pre_dump_store_crd(env):
+    """the same with a pre-dump of every node before the generation's dumps.  Known
+    crd bug: the pre-dumps of several writers of one job go to different generations
+    and the dumps of the others fail on the tracker ("unsupported file type
+    anon_inode:[userfaultfd]"); tests/cluster/repro/predump-two-writers.sh"""
+    if not os.environ.get("CRJOB_TEST_KNOWN_BUGS"):
+        raise unittest.SkipTest("known crd bug: pre-dumps of several writers of one job "
+                                "(tests/cluster/repro/predump-two-writers.sh); "
+                                "CRJOB_TEST_KNOWN_BUGS=1 runs it")
+    _store_moves(env, [(True, [])])
 
 
 def job_checkpoint_running_crd(env):
@@ -190,6 +277,49 @@ def job_checkpoint_running_crd(env):
         c.destroy()
 
 
+def job_copy_in_pidns(env):
+    """a global checkpoint (--leave-running, --keep-net-locked) restored with --pidns on
+    3 other nodes while the original runs on with the same PIDs: both finish, each with
+    the uninterrupted RESULT"""
+    rounds = 300
+    ref = reference(env, rounds)
+    c = harness.Cluster(env, NODES, spare=NODES)
+    try:
+        job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=30)
+        job.wait_progress(30)
+        imgs = {}
+        for k, pid in job.roots.items():
+            imgs[k] = _img(c, k)
+            c.crd(job.hosts[k], "dump", "-t", str(pid), "-D", imgs[k], "--leave-running",
+                  "--keep-net-locked")
+        for k, pid in job.roots.items():
+            c.crd(job.hosts[k], "net-unlock", str(pid))
+        remap = [(c.addr(job.hosts[k]), c.addr(NODES + k)) for k in job.roots]
+        inits = {}
+        for k, pid in job.roots.items():
+            r = c.crd(NODES + k, "restore", "-D", imgs[k], "--detach", "--pidns",
+                      "--keep-net-locked", *_remap_args(remap))
+            inits[k] = int(r.out.split()[-1])
+            assert c.net_of(inits[k]) == NODES + k, f"copy of node {k} is not on its host"
+            c.trees.append(inits[k])
+        for k, pid in job.roots.items():
+            c.crd(NODES + k, "net-unlock", str(pid))
+        assert job.wait_done(120) == ref, "the original's RESULT differs"
+        for k, init in inits.items():
+            st = harness.runner().wait_for(init, 120)
+            assert st is not None, f"the copy of node {k} did not finish: {job.logs()}"
+            assert harness.runner().exit_code(st) == 0, \
+                f"the copy of node {k} failed ({harness.runner().exit_code(st)}): {job.logs()}"
+        # each node's log has the original's and the copy's RESULT, from two PID namespaces
+        for k in job.roots:
+            with open(job.log_path(k)) as f:
+                ns = {ln.split()[4] for ln in f if ln.endswith(f"RESULT {ref}\n")}
+            assert len(ns) == 2, f"node {k}: RESULT {ref} from PID namespaces {ns}"
+        no_locks_left(c)
+    finally:
+        c.destroy()
+
+
 # ------------------------------------------------------------------ crjob (docs/distributed.md)
 
 JOB_ID = "4242"
@@ -200,14 +330,14 @@ def _need_all(env):
         harness.need(env, name, sub)
 
 
-def _cli_cluster(env, rounds, round_ms=50, spare=0, tmpfs=None, coord_extra=()):
-    """agents on every host, the job on the first NODES, its coordinator"""
+def _cli_cluster(env, rounds, round_ms=50, spare=0, tmpfs=None, coord_extra=(), user=None):
+    """agents on every host, the job on the first NODES (as uid user), its coordinator"""
     _need_all(env)
     c = harness.Cluster(env, NODES, spare=spare)
     try:
         c.make_store(tmpfs)
         c.start_agents()
-        job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=round_ms)
+        job = c.start_job(ranks=RANKS, rounds=rounds, round_ms=round_ms, user=user)
         job.wait_progress(10)
         c.start_coord(job, JOB_ID, extra=coord_extra)
     except BaseException:
@@ -291,20 +421,22 @@ def cli_stop_restart(env):
 
 
 def cli_interval_restart(env):
-    """crjob interval JOB 5s for 30 s (the issue asks 2 min; kept short), the job's
-    nodes killed, restart from the last generation on 3 other nodes: the uninterrupted
-    RESULT"""
-    rounds = 1000
+    """crjob interval JOB 5s for 30 s (the issue asks 2 min: CRJOB_TEST_INTERVAL_RUN=120),
+    the job's nodes killed, restart from the last generation on 3 other nodes: the
+    uninterrupted RESULT"""
+    run_s = int(os.environ.get("CRJOB_TEST_INTERVAL_RUN", "30"))
+    round_ms = 40
+    rounds = (run_s + 15) * 1000 // round_ms
     ref = reference(env, rounds)
-    c, job = _cli_cluster(env, rounds, round_ms=40, spare=NODES)
+    c, job = _cli_cluster(env, rounds, round_ms=round_ms, spare=NODES)
     try:
         r = c.crjob("interval", JOB_ID, "5s")
         assert r.code == 0, f"crjob interval failed ({r.code}): {r.out}"
-        time.sleep(30)
+        time.sleep(run_s)
         r = c.crjob("interval", JOB_ID, "0")
         assert r.code == 0, f"crjob interval 0 failed ({r.code}): {r.out}"
         gens = generations(c)
-        assert len(gens) >= 4, f"30 s at 5 s intervals made generations {gens}"
+        assert len(gens) >= run_s // 5 - 2, f"{run_s} s at 5 s intervals made generations {gens}"
         r = c.crjob("--json", "history", JOB_ID)
         assert r.code == 0, f"crjob history failed: {r.out}"
         json.loads(r.out)
@@ -408,11 +540,7 @@ DROP = """table inet crjob_test_drop {
 """
 
 
-def cli_fault_traffic_dropped(env):
-    """one node's agent traffic dropped (nft in its namespace) as soon as its agent
-    started the FREEZE (crd dump running): the checkpoint fails, crjob exits 1 naming
-    the node, the other nodes are thawed, the job runs on to its RESULT once the
-    traffic flows again, the previous generation verifies"""
+def _traffic_dropped(env, during):
     rounds = 500
     ref = reference(env, rounds)
     c, job = _cli_cluster(env, rounds, coord_extra=["--freeze-timeout", "5000"])
@@ -424,16 +552,23 @@ def cli_fault_traffic_dropped(env):
         path = os.path.join(c.work, "drop.nft")
         with open(path, "w") as f:
             f.write(DROP % (p, p, p, p))
-        out = os.path.join(c.work, "crjob.out")
-        pid = c.crjob_async("checkpoint", JOB_ID, out=out)
-        try:
-            deadline = time.time() + 30
-            while not _crd_dumping_under(c, victim):
-                assert time.time() < deadline and not harness.gone(pid), \
-                    f"no crd dump under the agent of host {victim}: {c.agent_log(victim)}"
-                time.sleep(0.002)
+
+        def drop():
             r = c.run([shutil.which("nft"), "-f", path], host=victim)
             assert r.code == 0, f"nft: {r.out}"
+
+        out = os.path.join(c.work, "crjob.out")
+        try:
+            if not during:
+                drop()
+            pid = c.crjob_async("checkpoint", JOB_ID, out=out)
+            if during:
+                deadline = time.time() + 30
+                while not _crd_dumping_under(c, victim):
+                    assert time.time() < deadline and not harness.gone(pid), \
+                        f"no crd dump under the agent of host {victim}: {c.agent_log(victim)}"
+                    time.sleep(0.002)
+                drop()
             st = harness.runner().wait_for(pid, 90)
             assert st is not None, \
                 f"crjob checkpoint hangs with node{victim}'s traffic dropped: " \
@@ -449,11 +584,26 @@ def cli_fault_traffic_dropped(env):
         c.destroy()
 
 
+def cli_fault_freeze_lost(env):
+    """one node's agent traffic dropped (nft in its namespace) before the checkpoint:
+    its FREEZE is lost, the checkpoint fails at the freeze deadline, crjob exits 1
+    naming the node, the other nodes are thawed, the job runs on to its RESULT, the
+    previous generation verifies"""
+    _traffic_dropped(env, during=False)
+
+
+def cli_fault_traffic_dropped(env):
+    """the same, the traffic dropped as soon as the node's agent started its FREEZE
+    (its crd dump runs): a reply of that node is lost"""
+    _traffic_dropped(env, during=True)
+
+
 def cli_auth_other_user(env):
-    """crjob as another uid (nobody) is refused with exit 4 and changes nothing"""
+    """a job of uid 1000: crjob as another uid (nobody) is refused with exit 4 and
+    changes nothing; the owner may checkpoint"""
     rounds = 300
     ref = reference(env, rounds)
-    c, job = _cli_cluster(env, rounds)
+    c, job = _cli_cluster(env, rounds, user=USER)
     try:
         gens = generations(c)
         coord = c.coord_addr(JOB_ID)
@@ -465,6 +615,9 @@ def cli_auth_other_user(env):
         assert generations(c) == gens, f"generations {gens} -> {generations(c)}"
         assert not harness.gone(c.coord_pid), "the coordinator went away"
         job.check_alive()
+        r = c.crjob("--coord", coord, "checkpoint", JOB_ID, uid=USER)
+        assert r.code == 0, f"crjob checkpoint as the owner exited {r.code}: {r.out}"
+        assert len(generations(c)) == len(gens) + 1, "the owner's checkpoint made no generation"
         r = c.crjob("status", JOB_ID)
         assert r.code == 0, f"crjob status as root: {r.code} {r.out}"
         assert job.wait_done(120) == ref
@@ -476,11 +629,16 @@ CASES = [("job-uninterrupted", job_uninterrupted),
          ("job-fault-detected", job_fault_detected),
          ("job-moved-with-crd", job_moved_with_crd),
          ("job-moved-unpaced", job_moved_unpaced),
+         ("job-moved-as-user", job_moved_as_user),
+         ("job-moved-through-store-crd", job_moved_through_store_crd),
+         ("job-pre-dump-store-crd", job_pre_dump_store_crd),
          ("job-checkpoint-running-crd", job_checkpoint_running_crd),
+         ("job-copy-in-pidns", job_copy_in_pidns),
          ("crjob-checkpoint-running", cli_checkpoint_running),
          ("crjob-stop-restart", cli_stop_restart),
          ("crjob-interval-restart", cli_interval_restart),
          ("crjob-fault-agent-killed", cli_fault_agent_killed),
          ("crjob-fault-store-full", cli_fault_store_full),
+         ("crjob-fault-freeze-lost", cli_fault_freeze_lost),
          ("crjob-fault-traffic-dropped", cli_fault_traffic_dropped),
          ("crjob-auth-other-user", cli_auth_other_user)]

@@ -482,7 +482,7 @@ def spank_calls(env):
         ip = {n["name"]: n["ip"] for n in c.state["nodes"]}
         node1 = c.state["nodes"][0]["name"]
         batch = re.search(r"^batch (\d+)$", text, re.M).group(1)
-        want = [f"crjob-coord --job {jobid} --store {store} --listen {ip[c.state['nodes'][0]['name']]}:0 --owner 0 --interval 30",
+        want = [f"crjob-coord --job {jobid} --store {store} --listen {ip[c.state['nodes'][0]['name']]}:0 --owner 0 --keep 3 --interval 30",
                 f"crjob --store {store} register {jobid} --node "
                 f"{node1},{ip[node1]}:7710,{ip[node1]},{batch}",
                 f"crjob --store {store} shutdown {jobid}"]

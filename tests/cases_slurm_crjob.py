@@ -133,3 +133,78 @@ def checkpoint_mid_run(env):
 
 
 CASES = [("mpirun-checkpoint-mid-run", checkpoint_mid_run)]
+
+
+def requeue_resumes_elsewhere(env):
+    """checkpoint, then `scontrol requeue` with the old nodes excluded: the batch step
+    restores the generation on 3 other nodes instead of running the script again, and
+    the job ends with the result of an uninterrupted run"""
+    _need_crjob(env)
+    s = _slurm()
+    want = s.reference(env, ITERS)
+    c = s.Cluster(env, nodes=2 * s.NODES)
+    try:
+        out = os.path.join(c.work, "job.out")
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
+                         "--open-mode=append", _mpirun_script(env, c), extra=_crjob_env(c))
+        _wait_iteration(c, jobid, out, 20)
+        _wait_registered(c, jobid, s.NODES)
+        first = c.job(jobid)["NodeList"]
+        code, text = _crjob(c, "checkpoint", jobid)
+        assert code == 0, f"crjob checkpoint failed ({code}): {text}"
+        # requeued held, so that the old nodes can be excluded before it runs again
+        for argv in (("requeuehold", jobid), ("update", f"JobId={jobid}",
+                                               f"ExcNodeList={first}"), ("release", jobid)):
+            code, text = c.cmd("scontrol", *argv)
+            assert code == 0, f"scontrol {' '.join(argv)}: {text}"
+        j = c.wait_done(jobid, 240)
+        text = s._read(out)
+        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-3000:]}"
+        assert j["Restarts"] == "1" and j["NodeList"] != first, \
+            f"ran on {j['NodeList']} after {first}, restarts {j['Restarts']}"
+        assert len(re.findall(r"^batch ", text, re.M)) == 1, \
+            f"the batch script ran again instead of being restored: {text[-3000:]}"
+        assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
+    finally:
+        c.down()
+
+
+CASES.append(("mpirun-requeue-resumes-elsewhere", requeue_resumes_elsewhere))
+
+
+def periodic_with_retention(env):
+    """sbatch --checkpoint=5s: generations appear while the job runs, the last 3 are
+    kept (keep=3 in plugstack.conf), each verifies, and the job's result is right"""
+    _need_crjob(env)
+    s = _slurm()
+    s.reference(env, ITERS * 2)
+    c = s.Cluster(env)
+    store = os.path.join(c.dir, "store")
+    try:
+        out = os.path.join(c.work, "job.out")
+        jobid = c.sbatch("--checkpoint=5s", "-N", str(s.NODES), "-t", "5", "-o", out,
+                         _mpirun_script(env, c, iters=ITERS * 2), extra=_crjob_env(c))
+        _wait_iteration(c, jobid, out, 10)
+        _wait_registered(c, jobid, s.NODES)
+        deadline = time.time() + 90
+        while True:
+            r = _runner.run([env.crd, "store", "ls", jobid, "--store", store])
+            gens = [int(l.split()[1]) for l in r.out.splitlines()[1:] if l.split()]
+            if gens and max(gens) >= 5:
+                break
+            assert time.time() < deadline and c.job(jobid)["JobState"] == "RUNNING", \
+                f"periodic generations: {gens}: {r.out} {s._read(out)[-1500:]}"
+            time.sleep(1)
+        assert len(gens) <= 3, f"retention: {len(gens)} generations kept: {gens}"
+        for g in gens:
+            r = _runner.run([env.crd, "store", "verify", jobid, str(g), "--store", store])
+            assert r.code == 0, f"verify of generation {g}: {r.out}"
+        j = c.wait_done(jobid, 120)
+        text = s._read(out)
+        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-2000:]}"
+        assert s._results(text) == [s.reference(env, ITERS * 2)], text[-2000:]
+    finally:
+        c.down()
+
+
+CASES.append(("periodic-with-retention", periodic_with_retention))

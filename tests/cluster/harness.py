@@ -81,6 +81,14 @@ def gone(pid):
     return not rt.alive(pid)
 
 
+def _start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def binary(env, name, subdir):
     for d in (getattr(env, "builddir", None), getattr(env, "srcdir", None)):
         if d:
@@ -195,8 +203,9 @@ def new_munged():
 class Job:
     """One run of tests/cluster/job: a rank tree per job node, node k on host hosts[k]."""
 
-    def __init__(self, cluster, name, hosts, ranks, rounds, round_ms, extra):
+    def __init__(self, cluster, name, hosts, ranks, rounds, round_ms, extra, user=None):
         self.c = cluster
+        self.user = user
         self.name = name
         self.hosts = list(hosts)
         self.ranks = ranks
@@ -214,6 +223,10 @@ class Job:
                     "--ranks", str(ranks), "--rounds", str(rounds),
                     "--round-ms", str(round_ms), "--port", str(JOB_PORT),
                     "--out", self.out] + list(extra)
+            if user is not None:
+                # nsenter needs root: it enters the namespace, setpriv drops to user
+                argv = [shutil.which("setpriv"), f"--reuid={user}", f"--regid={user}",
+                        "--clear-groups"] + argv
             self.roots[k] = cluster.spawn(argv, host=h, out=self.log_path(k))
             cluster.trees.append(self.roots[k])
 
@@ -348,7 +361,7 @@ class Cluster:
         self.env = env
         self.n = n_nodes
         self.trees = []		# roots of rank trees ever started or restored
-        self.pids = []		# other long-running processes (agents, coordinator)
+        self.pids = {}		# other processes we started: pid -> start time
         self.mounts = []
         self.jobs = []
         self.hosts = None
@@ -377,7 +390,8 @@ class Cluster:
                 break
         else:
             raise AssertionError("no free subnet 10.251.X.0/24")
-        tag = f"c{os.getpid() % 1000}x{Cluster._count % 100}"
+        # unique among concurrent runs (interface names: at most 15 characters)
+        tag = f"c{os.getpid() % 100000}x{Cluster._count % 100}"
         self.hosts = nethosts.Hosts(0, tag=tag)
         self.hosts.subnet = f"10.251.{x}"
         for _ in range(n):
@@ -400,6 +414,10 @@ class Cluster:
             argv = self.argv(host, argv)
         return runner().spawn(argv, cwd=self.work, out=out, user=user, env=env)
 
+    def track(self, pid):
+        """pid is ours to kill at destroy() (if it is still the same process)"""
+        self.pids[pid] = _start_time(pid)
+
     def run(self, argv, host=None, timeout=120):
         if host is not None:
             argv = self.argv(host, argv)
@@ -417,9 +435,13 @@ class Cluster:
         return None
 
     # -------------------------------------------------------------- the job
-    def start_job(self, hosts=None, ranks=2, rounds=300, round_ms=50, extra=(), name=None):
+    def start_job(self, hosts=None, ranks=2, rounds=300, round_ms=50, extra=(), name=None,
+                  user=None):
+        """the test job, a rank tree per host of hosts (the first n by default), run as
+        uid user (root by default)"""
         hosts = list(range(self.n)) if hosts is None else hosts
-        job = Job(self, name or f"job{len(self.jobs)}", hosts, ranks, rounds, round_ms, extra)
+        job = Job(self, name or f"job{len(self.jobs)}", hosts, ranks, rounds, round_ms, extra,
+                  user)
         self.jobs.append(job)
         return job
 
@@ -439,6 +461,12 @@ class Cluster:
     # -------------------------------------------------------------- distributed layer
     def start_munged(self):
         if not self.munged:
+            try:
+                pwd.getpwnam("munge")
+            except KeyError:
+                raise unittest.SkipTest("no user munge (apt-get install munge)")
+            if not shutil.which("munged"):
+                raise unittest.SkipTest("munged is not installed (apt-get install munge)")
             self.munged = new_munged()
         return self.munged.socket
 
@@ -476,7 +504,7 @@ class Cluster:
                 "--crd", self.env.crd, "--munge-socket", sock, "--name", f"node{h}",
                 "--log", log] + list(extra)
         self.agents[h] = self.spawn(argv, host=h, out=log + ".out")
-        self.pids.append(self.agents[h])
+        self.track(self.agents[h])
         return self.agents[h]
 
     def agent_log(self, h):
@@ -490,7 +518,12 @@ class Cluster:
         return s
 
     def kill_agent(self, h):
+        """SIGKILL host h's agent; what it ran (crd, hooks) comes to us and is
+        killed at destroy() if it has not ended by then"""
         pid = self.agents.pop(h)
+        for p in runner().descendants(pid):
+            if p != pid:
+                self.track(p)
         os.kill(pid, signal.SIGKILL)
         runner().wait_for(pid, 10)
 
@@ -512,7 +545,8 @@ class Cluster:
         return f"node{h},{self.addr(h)}:{AGENT_PORT},{self.addr(h)},{job.roots[k]}"
 
     def start_coord(self, job, job_id, extra=()):
-        """crjob-coord for job in the machine's namespace; waits for STORE/coord/JOB_ID"""
+        """crjob-coord for job in the machine's namespace (--owner UID when the job runs
+        as a user); waits for STORE/coord/JOB_ID"""
         coord = need(self.env, "crjob-coord", "coord")
         sock = self.start_munged()
         if not self.store:
@@ -526,8 +560,10 @@ class Cluster:
                 "--log", self.coord_log]
         for k in job.roots:
             argv += ["--node", self.node_spec(job, k)]
+        if job.user is not None:
+            argv += ["--owner", str(job.user)]
         self.coord_pid = self.spawn(argv + list(extra), out=self.coord_log + ".out")
-        self.pids.append(self.coord_pid)
+        self.track(self.coord_pid)
         cfile = os.path.join(self.store, "coord", str(job_id))
         deadline = time.time() + 20
         while not os.path.exists(cfile):
@@ -564,19 +600,26 @@ class Cluster:
         return runner().run(self.crjob_argv(*args, uid=uid), timeout=timeout)
 
     def crjob_async(self, *args, out):
-        return runner().spawn(self.crjob_argv(*args), cwd=self.work, out=out)
+        pid = runner().spawn(self.crjob_argv(*args), cwd=self.work, out=out)
+        self.track(pid)
+        return pid
 
     # -------------------------------------------------------------- teardown
     def destroy(self):
         rt = runner()
         errors = []
-        for pid in self.trees + self.pids:
+        # by PID, and only if the PID is still ours: a rank tree is in one of our
+        # namespaces (restored ones have new start times), others have the start
+        # time we saw
+        ours = [p for p in self.trees if self.hosts and self.net_of(p) is not None]
+        ours += [p for p, t in self.pids.items() if _start_time(p) == t]
+        for pid in ours:
             try:
                 if not gone(pid):
                     rt.kill_tree(pid)
             except Exception as e:	# go on: everything else must still go
                 errors.append(f"kill {pid}: {e}")
-        self.trees, self.pids, self.agents = [], [], {}
+        self.trees, self.pids, self.agents = [], {}, {}
         # crd processes an agent left (killed agent: they come to us)
         rt.reap_some()
         if self.munged:

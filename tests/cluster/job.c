@@ -27,10 +27,11 @@
  * computes the same hash over them and every root writes it as
  * "RESULT <hex>" to DIR/result.nodeI.  Rank 0 of every node writes
  * "round N run" to DIR/progress.nodeI every round ("round K done" at the
- * end), in place with a fixed length.
+ * end), in place with a fixed length.  The root also logs its RESULT on
+ * stderr with its PID namespace.
  *
- * Rounds start at least M ms apart, so that a run lasts long enough to be
- * checkpointed.  The job must survive being frozen for seconds and being
+ * Round n starts no earlier than n * M ms after the start, so that a run
+ * lasts long enough to be checkpointed (after a freeze the job catches up).  The job must survive being frozen for seconds and being
  * restored elsewhere with the same connections: every call that a ptrace
  * stop can interrupt retries on EINTR, and there are no timeouts, only a
  * warning on stderr when a round waits for more than 10 s.
@@ -99,7 +100,7 @@ struct conn {
 	uint32_t events;	/* registered with epoll */
 };
 
-/* One block per rank and round (modulo 3: see shm_wait()). */
+/* One block per rank and round (modulo 3: see shm_get()). */
 struct slot {
 	uint64_t round;		/* round + 1 once data is complete; written last */
 	uint64_t len;
@@ -357,10 +358,16 @@ static uint32_t events_of(const struct conn *c)
 static void ep_update(struct conn *c)
 {
 	struct epoll_event ev = { .events = events_of(c), .data.ptr = c };
+	int op = EPOLL_CTL_MOD;
 
 	if (cfg.use_poll || ev.events == c->events)
 		return;
-	if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev))
+	/* a finished connection would report EPOLLHUP for ever: out with it */
+	if (!ev.events)
+		op = EPOLL_CTL_DEL;
+	else if (!c->events)
+		op = EPOLL_CTL_ADD;
+	if (epoll_ctl(epfd, op, c->fd, &ev))
 		fail_errno("epoll_ctl");
 	c->events = ev.events;
 }
@@ -601,8 +608,9 @@ static void wait_io(int timeout)
 		struct pollfd pfd[MAX_P + 2];
 
 		for (i = 0; i < nconns; i++) {
-			pfd[i].fd = conns[i].fd;
 			pfd[i].events = events_of(&conns[i]);	/* EPOLLIN/OUT == POLLIN/OUT */
+			/* as with epoll: a finished connection is left out */
+			pfd[i].fd = pfd[i].events ? conns[i].fd : -1;
 			pfd[i].revents = 0;
 		}
 		n = poll(pfd, nconns, timeout);
@@ -1035,7 +1043,18 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	snprintf(line, sizeof(line), "RESULT %016llx\n", (unsigned long long)result);
-	/* nothing on stdout: a log that grows is fine, but keep it quiet */
 	write_result(line);
+	/*
+	 * Also in the log (append-only, so it may grow after a checkpoint),
+	 * with the PID namespace: a copy restored with --pidns while the
+	 * original runs has the same PIDs and writes the same files.
+	 */
+	{
+		char ns[64] = "?";
+		ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+
+		ns[n > 0 ? n : 1] = 0;
+		fprintf(stderr, "node %d root %d %s: %s", cfg.node, getpid(), ns, line);
+	}
 	return 0;
 }

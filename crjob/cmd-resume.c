@@ -1,0 +1,285 @@
+/*
+ * crjob resume JOBID [--generation N]: restore instead of launch, for the
+ * batch step of a requeued Slurm job (the SPANK plugin execs it in place of
+ * the batch script).
+ *
+ * The job's nodes are those of this allocation ($SLURM_JOB_NODELIST; their
+ * addresses from scontrol's NodeAddr, since node names need not resolve).
+ * The generation's nodes and the new ones are each put in Slurm's order
+ * (names compared as versions: node2 < node10) and paired in that order, so
+ * the old batch node - the first of the old allocation - goes to this one,
+ * the first of the new: the batch tree comes back where Slurm runs the batch
+ * step.  Then RESTART at the job's coordinator (restored frozen everywhere,
+ * one coordinated thaw), and this process stays as the batch step's task
+ * until the restored batch tree ends.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "crjob.h"
+#include "store.h"
+
+#define RESUME_COORD_WAIT_S	30	/* the plugin starts the coordinator beside us */
+
+struct snode {
+	char name[256];
+	char addr[64];
+};
+
+static int by_name(const void *a, const void *b)
+{
+	return strverscmp(((const struct snode *)a)->name, ((const struct snode *)b)->name);
+}
+
+/* one line of `scontrol ...`'s output per call of fn */
+static int scontrol(const char *args, int (*fn)(const char *line, void *arg), void *arg)
+{
+	char cmd[8192], line[8192];
+	FILE *p;
+	int ret = 0, st;
+
+	snprintf(cmd, sizeof(cmd), "scontrol %s", args);
+	p = popen(cmd, "r");
+	if (!p)
+		return -errno;
+	while (!ret && fgets(line, sizeof(line), p)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0])
+			ret = fn(line, arg);
+	}
+	st = pclose(p);
+	if (!ret && st) {
+		fprintf(stderr, "crjob resume: `%s` failed (status %#x)\n", cmd, st);
+		ret = -EIO;
+	}
+	return ret;
+}
+
+struct nodelist {
+	struct snode *v;
+	int n;
+};
+
+static int add_name(const char *line, void *arg)
+{
+	struct nodelist *l = arg;
+	struct snode *v = realloc(l->v, (l->n + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	l->v = v;
+	memset(&v[l->n], 0, sizeof(v[0]));
+	snprintf(v[l->n++].name, sizeof(v[0].name), "%s", line);
+	return 0;
+}
+
+static int node_addr(const char *line, void *arg)
+{
+	struct snode *n = arg;
+	const char *a = strstr(line, "NodeAddr=");
+
+	if (a)
+		sscanf(a + 9, "%63[^ ]", n->addr);
+	return 0;
+}
+
+/* this allocation's nodes, with their addresses, in Slurm's order */
+static int slurm_nodes(struct nodelist *l)
+{
+	const char *list = getenv("SLURM_JOB_NODELIST");
+	char args[4096];
+	int i, ret;
+
+	if (!list || !*list || strchr(list, '\'')) {
+		fprintf(stderr, "crjob resume: no SLURM_JOB_NODELIST: not in a Slurm job\n");
+		return -EINVAL;
+	}
+	snprintf(args, sizeof(args), "show hostnames '%s'", list);
+	ret = scontrol(args, add_name, l);
+	for (i = 0; !ret && i < l->n; i++) {
+		snprintf(args, sizeof(args), "show node -o '%s'", l->v[i].name);
+		ret = scontrol(args, node_addr, &l->v[i]);
+		if (!ret && !l->v[i].addr[0]) {
+			fprintf(stderr, "crjob resume: node %s: no NodeAddr\n", l->v[i].name);
+			ret = -ENOENT;
+		}
+	}
+	if (!ret)
+		qsort(l->v, l->n, sizeof(l->v[0]), by_name);
+	return ret;
+}
+
+/* the generation's node layout, as its coordinator wrote it */
+static int gen_layout(struct cli *cli, uint64_t *gen, Crjob__Status **out)
+{
+	struct store_gen_info *gi = NULL;
+	struct store_reader *rd;
+	struct store *s;
+	size_t len;
+	void *buf;
+	int n, ret;
+
+	ret = store_open(cli->store, &s);
+	if (ret)
+		return ret;
+	if (!*gen) {
+		ret = store_list_gens(s, cli->job, &gi, &n);
+		if (!ret && n)
+			*gen = gi[n - 1].gen;
+		free(gi);
+		if (!ret && !*gen)
+			ret = -ENOENT;
+	}
+	if (!ret)
+		ret = store_reader_open_node(s, cli->job, *gen, "coord", &rd);
+	if (!ret) {
+		ret = store_get_blob(rd, "job", &buf, &len);
+		store_reader_close(rd);
+	}
+	if (!ret) {
+		*out = crjob__status__unpack(NULL, len, buf);
+		free(buf);
+		ret = *out ? 0 : -EBADMSG;
+	}
+	store_close(s);
+	return ret;
+}
+
+/* the generation's node i goes to new node map[i] */
+static int pair_nodes(const Crjob__Status *st, const struct nodelist *nl, int *map)
+{
+	struct snode *old = calloc(st->n_nodes, sizeof(*old));
+	size_t i, j;
+
+	if (!old)
+		return -ENOMEM;
+	for (i = 0; i < st->n_nodes; i++)
+		snprintf(old[i].name, sizeof(old[i].name), "%s", st->nodes[i]->name);
+	qsort(old, st->n_nodes, sizeof(*old), by_name);
+	for (i = 0; i < st->n_nodes; i++)
+		for (j = 0; j < st->n_nodes; j++)
+			if (!strcmp(st->nodes[i]->name, old[j].name))
+				map[i] = j;
+	free(old);
+	return 0;
+}
+
+static int restart(struct cli *cli, const Crjob__Status *st, uint64_t gen,
+		   const struct nodelist *nl, const int *map)
+{
+	const char *port = getenv("CRJOB_AGENT_PORT");
+	Crjob__Node **nodes = calloc(st->n_nodes, sizeof(*nodes));
+	Crjob__Msg req, *rep = NULL;
+	char spec[512];
+	size_t i;
+	int ret = 0, tries;
+
+	for (i = 0; nodes && !ret && i < st->n_nodes; i++) {
+		const struct snode *n = &nl->v[map[i]];
+
+		snprintf(spec, sizeof(spec), "%s,%s:%s,%s", n->name, n->addr,
+			 port && *port ? port : "7710", n->addr);
+		ret = node_parse_spec(spec, &nodes[i]) ? EX_USAGE : 0;
+	}
+	if (!nodes || ret)
+		goto out;
+	cli_request(&req, CRJOB__OP__RESTART, cli->job);
+	req.has_generation = 1;
+	req.generation = gen;
+	req.nodes = nodes;
+	req.n_nodes = st->n_nodes;
+	/* the plugin starts the job's coordinator beside this step: give it time */
+	for (tries = 0; tries < RESUME_COORD_WAIT_S; tries++) {
+		ret = cli_call(cli, &req, OP_TIMEOUT_MS, false, &rep);
+		if (ret != EX_NOTFOUND)
+			break;
+		sleep(1);
+	}
+	if (!ret) {
+		print_result(cli, rep);
+		crjob__msg__free_unpacked(rep, NULL);
+	}
+out:
+	for (i = 0; nodes && i < st->n_nodes; i++)
+		if (nodes[i])
+			crjob__node__free_unpacked(nodes[i], NULL);
+	free(nodes);
+	return ret;
+}
+
+/* Stay until the restored trees of this node end (they are the agent's children). */
+static int wait_trees(const Crjob__Node *old)
+{
+	size_t i;
+
+	for (i = 0; i < old->n_trees; i++) {
+		int fd = syscall(SYS_pidfd_open, old->trees[i]->pid, 0);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (fd < 0)
+			continue;	/* gone already */
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
+			;
+		close(fd);
+	}
+	return EX_DONE;
+}
+
+int cmd_resume(struct cli *cli, int argc, char **argv)
+{
+	const char *g = NULL, *me = getenv("SLURMD_NODENAME");
+	struct cli_arg args[] = { { "generation", true, &g }, { 0 } };
+	struct nodelist nl = { };
+	Crjob__Status *st = NULL;
+	uint64_t gen = 0;
+	int *map = NULL, ret, mine = -1;
+	size_t i;
+
+	ret = cli_args(cli, argc, argv, args, true);
+	if (ret)
+		return ret;
+	if (g)
+		gen = strtoull(g, NULL, 10);
+	if (cli_store(cli)) {
+		fprintf(stderr, "crjob resume: job %s: no store\n", cli->job);
+		return EX_USAGE;
+	}
+	ret = gen_layout(cli, &gen, &st);
+	if (ret) {
+		fprintf(stderr, "crjob resume: job %s: no generation to resume from in %s: %s\n",
+			cli->job, cli->store, strerror(-ret));
+		return EX_NOTFOUND;
+	}
+	ret = slurm_nodes(&nl);
+	if (!ret && (size_t)nl.n != st->n_nodes) {
+		fprintf(stderr, "crjob resume: job %s: generation %llu ran on %zu nodes, this "
+			"allocation has %d\n", cli->job, (unsigned long long)gen, st->n_nodes, nl.n);
+		ret = -EINVAL;
+	}
+	map = calloc(st->n_nodes, sizeof(*map));
+	if (!ret && (!map || pair_nodes(st, &nl, map)))
+		ret = -ENOMEM;
+	if (ret) {
+		ret = EX_FAILED;
+		goto out;
+	}
+	for (i = 0; i < st->n_nodes; i++) {
+		fprintf(stderr, "crjob resume: job %s: node %s -> %s (%s)\n", cli->job,
+			st->nodes[i]->name, nl.v[map[i]].name, nl.v[map[i]].addr);
+		if (me && !strcmp(nl.v[map[i]].name, me))
+			mine = i;
+	}
+	ret = restart(cli, st, gen, &nl, map);
+	if (!ret && mine >= 0)
+		ret = wait_trees(st->nodes[mine]);
+out:
+	free(map);
+	free(nl.v);
+	crjob__status__free_unpacked(st, NULL);
+	return ret;
+}
