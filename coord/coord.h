@@ -71,6 +71,7 @@ struct coord {
 	struct shards *shards;		/* agent io threads, NULL: all in the main loop */
 
 	struct nodeset nodes;		/* the job's current layout */
+	struct nodeset lingering;	/* new nodes of a failed restart, their KILL queued */
 	/* idle|freezing|dumping|committing|thawing|aborting|restoring|stopped */
 	const char *phase;
 	uint64_t last_gen;

@@ -32,6 +32,7 @@ struct rst {
 	Crjob__IpRemap **remap;
 	size_t nremap;
 	struct event *timer;
+	bool pidns;			/* restore in new pid namespaces */
 };
 
 static void rst_free(struct coord *co, struct rst *r)
@@ -53,11 +54,22 @@ static void rst_free(struct coord *co, struct rst *r)
 static void rst_finish(struct coord *co, struct rst *r)
 {
 	char msg[300];
-	int n = r->nn.n;
+	int n = r->nn.n, unanswered = agents_pending(&r->nn);
 
 	agents_cancel(&r->nn, false);
 	co->op = NULL;
 	if (r->err) {
+		/*
+		 * A KILL not answered stays queued on its connection (a link that
+		 * works again lets it through): those nodes are kept until the next
+		 * restart or the coordinator's exit.
+		 */
+		if (unanswered) {
+			nodeset_free(co, &co->lingering);
+			co->lingering = r->nn;
+			r->nn.v = NULL;
+			r->nn.n = 0;
+		}
 		co->phase = r->prev_phase;
 		caller_reply(co, r->err, co->last_error, NULL);
 		rst_free(co, r);
@@ -98,6 +110,8 @@ static void broadcast(struct coord *co, struct rst *r, enum step step)
 			m.node_name = r->old_names[i];
 			m.remap = r->remap;
 			m.n_remap = r->nremap;
+			m.has_pidns = r->pidns;
+			m.pidns = r->pidns;
 		}
 		ret = agent_send(co, cn, &m);
 		if (ret && step != KILL) {
@@ -259,6 +273,7 @@ static int rst_prepare(struct coord *co, struct rst *r, const Crjob__Msg *req, c
 	int ret;
 
 	r->gen = req->has_generation && req->generation ? req->generation : co->last_gen;
+	r->pidns = req->has_pidns && req->pidns;
 	if (!r->gen) {
 		snprintf(why, len, "job %s: no committed generation to restart from", co->job);
 		return -ENOENT;

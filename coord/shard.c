@@ -9,10 +9,10 @@
  * each message and each closed connection (notes), in order.
  *
  * A thread alone touches cn->conn of its nodes and never cn->n (the main
- * loop may replace it).  (libevent without evthread sets a global debug flag
- * to 1 from every base: helgrind reports that benign race.)  A node is freed by the main loop only after its
+ * loop may replace it).  A node is freed by the main loop only after its
  * thread closed its connection and said so (FREED): notes of it queued
- * before are skipped (cn->dying).
+ * before are skipped (cn->dying).  (libevent without evthread sets a global
+ * debug flag to 1 from every base: helgrind reports that benign race.)
  */
 #include <errno.h>
 #include <event2/event.h>

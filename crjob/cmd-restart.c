@@ -1,7 +1,8 @@
 /*
- * crjob restart JOBID --node NAME,AGENT,IP [--node ...] [--generation N]:
+ * crjob restart JOBID --node NAME,AGENT,IP [--node ...] [--generation N] [--pidns]:
  * the job's last (or given) generation on these nodes, in the order of the
- * generation's nodes.
+ * generation's nodes; --pidns restores each tree in a new pid namespace (its
+ * pids may be taken on the new node).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +12,9 @@
 
 int cmd_restart(struct cli *cli, int argc, char **argv)
 {
-	const char *specs[CLI_MAX_MULTI], *gen = NULL;
+	const char *specs[CLI_MAX_MULTI], *gen = NULL, *pidns = NULL;
 	struct cli_arg args[] = { { "node", true, NULL, specs }, { "generation", true, &gen },
-				  { 0 } };
+				  { "pidns", false, &pidns }, { 0 } };
 	Crjob__Node **nodes;
 	Crjob__Msg req, *rep;
 	int i, ret;
@@ -27,6 +28,8 @@ int cmd_restart(struct cli *cli, int argc, char **argv)
 		return EX_USAGE;
 	}
 	cli_request(&req, CRJOB__OP__RESTART, cli->job);
+	req.has_pidns = pidns != NULL;
+	req.pidns = pidns != NULL;
 	if (gen) {
 		req.has_generation = 1;
 		req.generation = strtoull(gen, &end, 10);

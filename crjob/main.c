@@ -22,7 +22,7 @@ static void usage(FILE *f)
 		"Usage: crjob [--store DIR] [--coord HOST:PORT] [--json] [--munge-socket PATH]\n"
 		"             CMD\n"
 		"  checkpoint JOBID [--stop]\n"
-		"  restart JOBID --node NAME,AGENT,IP [--node ...] [--generation N]\n"
+		"  restart JOBID --node NAME,AGENT,IP [--node ...] [--generation N] [--pidns]\n"
 		"  status JOBID\n"
 		"  list\n"
 		"  history JOBID\n"

@@ -220,13 +220,14 @@ def restart_maps(env):
             args += ["--node", f"m{i},127.0.0.1:{p},10.9.0.{i + 1}"]
         r = c.crjob("restart", c.job, *args[:-2])
         assert r.returncode == 1 and "3 given" in r.stderr, (r.returncode, r.stderr)
-        r = c.crjob("restart", c.job, *args)
+        r = c.crjob("restart", c.job, *args, "--pidns")
         assert r.returncode == 0, f"restart: {r.returncode}: {r.stderr}"
         lines = c.agent_lines()
         rst = {p: kv for _, p, o, kv in lines if o == "restore"}
         for i, p in enumerate(new):
             kv = rst[p]
             assert kv["node"] == f"n{i}" and kv["trees"] == f"{1000 + i}:n{i}-{1000 + i}", kv
+            assert kv["pidns"] == "1", kv
             assert kv["remap"] == ",".join(f"10.0.0.{k + 1}=10.9.0.{k + 1}" for k in range(4)), kv
         slow_reply = max(t for t, p, o, _ in lines if o == "restore") + 0.7
         resumes = [t for t, p, o, _ in lines if o == "resume"]
@@ -248,12 +249,13 @@ def restart_maps(env):
 
 
 def restart_fails(env):
-    """a RESTORE failing on one new node: KILL to all new agents, no RESUME, exit 1"""
+    """a RESTORE failing on one new node: KILL to all new agents, no RESUME, exit 1;
+    a KILL never answered does not hold the coordinator up"""
     def body(c):
         old = c.fake_agents(2)
-        c.start_coord(*c.node_args(old))
+        c.start_coord("--freeze-timeout", "500", *c.node_args(old))
         assert c.crjob("checkpoint", c.job).returncode == 0
-        new = c.fake_agents(1) + c.fake_agents(1, "--fail-at", "restore")
+        new = c.fake_agents(1, "--drop-at", "kill") + c.fake_agents(1, "--fail-at", "restore")
         r = c.crjob("restart", c.job, "--node", f"m0,127.0.0.1:{new[0]},10.9.0.1",
                     "--node", f"m1,127.0.0.1:{new[1]},10.9.0.2")
         assert r.returncode == 1 and "node m1" in r.stderr and "RESTORE" in r.stderr, r.stderr
@@ -262,6 +264,9 @@ def restart_fails(env):
             assert (p, "kill") in ops and (p, "resume") not in ops, ops
         st = c.json("status", c.job)["status"]
         assert [n["name"] for n in st["nodes"]] == ["n0", "n1"], st
+        assert c.crjob("checkpoint", c.job).returncode == 0, "no checkpoint after it"
+        assert c.crjob("shutdown", c.job).returncode == 0
+        assert c.wait_coord() == 0, "the coordinator did not exit cleanly"
     _cluster(env, body)
 
 

@@ -12,7 +12,7 @@
  * and --drop-at's (never answered).  DUMP writes one tiny real writer per
  * tree into the store (blob fake-WRITER) so that the commit works.  --log
  * gets one line per request: "TIME PORT OP job=J gen=G node=N owner=U uid=U
- * trees=PID:WRITER,... remap=OLD=NEW,...".  --ready gets the bound ports,
+ * stop=0|1 pidns=0|1 trees=PID:WRITER,... remap=OLD=NEW,...".  --ready gets the bound ports,
  * one a line, once all listen.
  */
 #include <errno.h>
@@ -77,10 +77,10 @@ static void log_req(struct fport *p, const Crjob__Msg *m, const struct rpc_peer 
 	if (!f)
 		return;
 	gettimeofday(&tv, NULL);
-	fprintf(f, "%ld.%06ld %d %s job=%s gen=%llu node=%s owner=%u uid=%u stop=%d trees=",
-		(long)tv.tv_sec, (long)tv.tv_usec, p->port, op_lc(m->op), m->job ? m->job : "-",
-		(unsigned long long)m->generation, m->node_name ? m->node_name : "-", m->owner,
-		from->uid, m->stop);
+	fprintf(f, "%ld.%06ld %d %s job=%s gen=%llu node=%s owner=%u uid=%u stop=%d pidns=%d "
+		"trees=", (long)tv.tv_sec, (long)tv.tv_usec, p->port, op_lc(m->op),
+		m->job ? m->job : "-", (unsigned long long)m->generation,
+		m->node_name ? m->node_name : "-", m->owner, from->uid, m->stop, m->pidns);
 	for (i = 0; i < m->n_trees; i++)
 		fprintf(f, "%s%u:%s", i ? "," : "", m->trees[i]->pid,
 			m->trees[i]->writer ? m->trees[i]->writer : "-");
