@@ -507,8 +507,8 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 				(int)task_pids[i]);
 	slurm_info("crjob: job %u step %s node %s tasks %s", job, step_name(step, sbuf, sizeof(sbuf)),
 		   name, strrchr(spec, ',') + 1);
-	if (owner(sp, &uid, &gid))
-		return 0;
+	if (!job_store()[0] || owner(sp, &uid, &gid))
+		return 0;	/* no store, no coordinator (said in init_post_opt) */
 	snprintf(jobs, sizeof(jobs), "%u", job);
 	{
 		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "register", jobs,
@@ -791,7 +791,7 @@ int slurm_spank_exit(spank_t sp, int ac, char **av)
 	uid_t uid;
 	gid_t gid;
 
-	if (!spank_remote(sp) || !opt_checkpoint || step_ids(sp, &job, &step) ||
+	if (!spank_remote(sp) || !opt_checkpoint || !job_store()[0] || step_ids(sp, &job, &step) ||
 	    step != SLURM_BATCH_SCRIPT || owner(sp, &uid, &gid))
 		return 0;
 	snprintf(jobs, sizeof(jobs), "%u", job);
