@@ -167,9 +167,28 @@ class Cluster:
         return path
 
 
+def _stubs(env):
+    """crjob and crjob-coord that log their arguments to calls.log and succeed"""
+    stubs = os.path.join(env.tmpdir, "stubs")
+    os.makedirs(stubs)
+    calls = os.path.join(stubs, "calls.log")
+    for name in ("crjob", "crjob-coord"):
+        with open(os.path.join(stubs, name), "w") as f:
+            f.write(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+        os.chmod(os.path.join(stubs, name), 0o755)
+    os.chmod(stubs, 0o777)
+    return calls, ("--crjob", os.path.join(stubs, "crjob"),
+                   "--coord", os.path.join(stubs, "crjob-coord"))
+
+
 def _with_cluster(fn):
+    """fn(env, c) on a cluster of its own whose plugin calls stubs of crjob and
+    crjob-coord (c.calls logs them): what the plugin does does not depend on
+    the coordinator being built"""
     def case(env):
-        c = Cluster(env)
+        calls, up_args = _stubs(env)
+        c = Cluster(env, up_args=up_args)
+        c.calls = calls
         try:
             fn(env, c)
         finally:
@@ -369,9 +388,10 @@ def _make_generation(env, c, jobid):
 
 @_with_cluster
 def requeue_restarts(env, c):
-    """scontrol requeue of a running --checkpoint job: it runs again with
-    SLURM_RESTART_COUNT=1, the plugin finds the job's committed generation,
-    and (no restore yet) the job starts over and ends with the reference RESULT"""
+    """scontrol requeue of a running --checkpoint job: the plugin asks for a
+    checkpoint first (stub crjob), the job runs again with SLURM_RESTART_COUNT=1,
+    the plugin finds the job's committed generation, and (no restore yet) the job
+    starts over and ends with the reference RESULT"""
     _need("mpirun.openmpi")
     out = os.path.join(c.work, "long.out")
     jobid = c.sbatch("-H", "--checkpoint", "-N", str(NODES), "-t", "3", "--open-mode=append",
@@ -384,6 +404,10 @@ def requeue_restarts(env, c):
     assert code == 0, f"scontrol requeue: {o}"
     text = _check_restarted(env, c, jobid, out)
     node1 = c.state["nodes"][0]["name"]
+    # scontrol requeue's SIGTERM to the step's tasks asked for a checkpoint first
+    stop = f"crjob --store {os.path.join(c.dir, 'store')} checkpoint {jobid} --stop"
+    got = _read(c.calls).splitlines()
+    assert got.count(stop) == 1, f"checkpoint --stop asked {got.count(stop)} times: {got}"
     if gen is not None:
         assert re.search(rf"^batch restart=1 restore-generation={gen}$", text, re.M), \
             f"the restarted batch step did not learn generation {gen}: {text[:2000]}"
@@ -416,24 +440,10 @@ def preempt_requeues(env, c):
     _preempt(env, c)
 
 
-def _stubs(env):
-    """crjob and crjob-coord that log their arguments to calls.log and succeed"""
-    stubs = os.path.join(env.tmpdir, "stubs")
-    os.makedirs(stubs)
-    calls = os.path.join(stubs, "calls.log")
-    for name in ("crjob", "crjob-coord"):
-        with open(os.path.join(stubs, name), "w") as f:
-            f.write(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
-        os.chmod(os.path.join(stubs, name), 0o755)
-    os.chmod(stubs, 0o777)
-    return calls, ("--crjob", os.path.join(stubs, "crjob"),
-                   "--coord", os.path.join(stubs, "crjob-coord"))
-
-
 def preempt_checkpoint_first(env):
     """preemption of a --checkpoint job: the SIGTERM Slurm sends the step's tasks makes
     the plugin ask for `crjob checkpoint JOBID --stop` first (crjob is a stub), then
-    the tasks go (they ignore SIGTERM: SIGKILL), the job is requeued and ends right"""
+    the tasks go (they block SIGTERM: SIGKILL), the job is requeued and ends right"""
     if not os.path.exists(os.path.join(env.builddir, "slurm-spank", "spank_crjob.so")):
         raise unittest.SkipTest("spank_crjob.so is not built (no slurm/spank.h: libslurm-dev)")
     calls, up_args = _stubs(env)
