@@ -405,7 +405,8 @@ def requeue_restarts(env, c):
     text = _check_restarted(env, c, jobid, out)
     node1 = c.state["nodes"][0]["name"]
     # scontrol requeue's SIGTERM to the step's tasks asked for a checkpoint first
-    stop = f"crjob --store {os.path.join(c.dir, 'store')} checkpoint {jobid} --stop"
+    stop = f"crjob --store {os.path.join(c.dir, 'store')} --munge-socket {c.state['munge_socket']} " \
+        f"checkpoint {jobid} --stop"
     got = _read(c.calls).splitlines()
     assert got.count(stop) == 1, f"checkpoint --stop asked {got.count(stop)} times: {got}"
     if gen is not None:
@@ -452,7 +453,9 @@ def preempt_checkpoint_first(env):
         low = _preempt(env, c, "--checkpoint")
         store = os.path.join(c.dir, "store")
         got = _read(calls).splitlines()
-        stops = [g for g in got if g == f"crjob --store {store} checkpoint {low} --stop"]
+        ms = c.state["munge_socket"]
+        stops = [g for g in got
+                 if g == f"crjob --store {store} --munge-socket {ms} checkpoint {low} --stop"]
         assert len(stops) == 1, f"checkpoint --stop asked {len(stops)} times: {got}"
         node1 = c.state["nodes"][0]["name"]
         assert f"job {low} step 0: SIGTERM: checkpoint --stop" in c.slurmd_log(node1), \
@@ -525,14 +528,16 @@ def spank_calls(env):
         ip = {n["name"]: n["ip"] for n in c.state["nodes"]}
         node1 = c.state["nodes"][0]["name"]
         batch = re.search(r"^batch (\d+)$", text, re.M).group(1)
-        want = [f"crjob-coord --job {jobid} --store {store} --owner 0 --interval 30",
-                f"crjob --store {store} register {jobid} --node "
+        ms = c.state["munge_socket"]
+        want = [f"crjob-coord --job {jobid} --store {store} --owner 0 --munge-socket {ms} "
+                "--interval 30",
+                f"crjob --store {store} --munge-socket {ms} register {jobid} --node "
                 f"{node1},{ip[node1]}:7070,{ip[node1]},{batch}",
-                f"crjob --store {store} shutdown {jobid}"]
+                f"crjob --store {store} --munge-socket {ms} shutdown {jobid}"]
         tasks = re.findall(r"^task (\S+) (\d+)$", text, re.M)
         for node in sorted({t[0] for t in tasks}):
             pids = [t[1] for t in tasks if t[0] == node]
-            want.append((f"crjob --store {store} register {jobid} --node "
+            want.append((f"crjob --store {store} --munge-socket {ms} register {jobid} --node "
                          f"{node},{ip[node]}:7070,{ip[node]},", sorted(pids)))
         deadline = time.time() + 15
         while True:
