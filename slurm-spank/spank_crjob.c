@@ -4,7 +4,7 @@
  * plugstack.conf:
  *
  *     optional /path/spank_crjob.so store=DIR crjob=PATH coord=PATH [crd=PATH]
- *                                   [agent_port=7710] [iface=eth0]
+ *                                   [agent_port=7710] [iface=eth0] [stop_timeout=20]
  *                                   [munge_socket=PATH] [keep=K]
  *
  * Options (registered from slurm_spank_init, so sbatch and salloc accept
@@ -116,6 +116,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,8 +145,8 @@ static char coord_bin[PATH_MAX] = "/usr/sbin/crjob-coord";
 static char crd_bin[PATH_MAX] = "/usr/sbin/crd";
 static char iface[IF_NAMESIZE];
 static char munge_socket[PATH_MAX];	/* munged's socket, when not munge's default */
-static int agent_port = 7710;
-static int keep;			/* generations kept per job, 0: all */	/* RPC_DEFAULT_AGENT_PORT */
+static int agent_port = 7710;		/* RPC_DEFAULT_AGENT_PORT */
+static int keep;			/* generations kept per job, 0: all */
 static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
 
 /* the user's options */
@@ -278,10 +279,10 @@ static void parse_args(int ac, char **av)
 			snprintf(coord_bin, sizeof(coord_bin), "%s", a + 6);
 		else if (!strncmp(a, "crd=", 4))
 			snprintf(crd_bin, sizeof(crd_bin), "%s", a + 4);
-		else if (!strncmp(a, "iface=", 6))
-			snprintf(iface, sizeof(iface), "%s", a + 6);
 		else if (!strncmp(a, "munge_socket=", 13))
 			snprintf(munge_socket, sizeof(munge_socket), "%s", a + 13);
+		else if (!strncmp(a, "iface=", 6))
+			snprintf(iface, sizeof(iface), "%s", a + 6);
 		else if (!strncmp(a, "keep=", 5))
 			keep = atoi(a + 5);
 		else if (!strncmp(a, "agent_port=", 11))
@@ -297,6 +298,31 @@ static void parse_args(int ac, char **av)
 static const char *job_store(void)
 {
 	return opt_dir[0] ? opt_dir : store;
+}
+
+/*
+ * argv of `crjob --store S [--munge-socket M] ARGS...` (ARGS end with NULL)
+ * in argv[max]
+ */
+static char **crjob_argv(char **argv, int max, ...)
+{
+	va_list ap;
+	int n = 0;
+	char *a;
+
+	argv[n++] = crjob_bin;
+	argv[n++] = "--store";
+	argv[n++] = (char *)job_store();
+	if (munge_socket[0]) {
+		argv[n++] = "--munge-socket";
+		argv[n++] = munge_socket;
+	}
+	va_start(ap, max);
+	while ((a = va_arg(ap, char *)) && n < max - 1)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return argv;
 }
 
 int slurm_spank_init(spank_t sp, int ac, char **av)
@@ -486,11 +512,20 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	snprintf(listen, sizeof(listen), "%s:0", ip);
 	{
 		char keeps[16];
-		char *argv[] = { coord_bin, "--job", jobs, "--store", (char *)job_store(),
-				 "--listen", listen, "--owner", uids, "--keep", keeps,
-				 opt_interval ? "--interval" : NULL, ivs, NULL };
+		char *argv[16] = { coord_bin, "--job", jobs, "--store", (char *)job_store(),
+				   "--listen", listen, "--owner", uids, "--keep", keeps };
+		int n = 11;
 
 		snprintf(keeps, sizeof(keeps), "%d", keep);
+		if (munge_socket[0]) {
+			argv[n++] = "--munge-socket";
+			argv[n++] = munge_socket;
+		}
+		if (opt_interval) {
+			argv[n++] = "--interval";
+			argv[n++] = ivs;
+		}
+		argv[n] = NULL;
 
 		if (!run_detached(argv, uid, gid, 0))
 			slurm_info("crjob: job %u: coordinator started (interval %lds)", job,
@@ -547,14 +582,13 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 				(int)task_pids[i]);
 	slurm_info("crjob: job %u step %s node %s tasks %s", job, step_name(step, sbuf, sizeof(sbuf)),
 		   name, strrchr(spec, ',') + 1);
-	if (owner(sp, &uid, &gid))
-		return 0;
+	if (!job_store()[0] || owner(sp, &uid, &gid))
+		return 0;	/* no store, no coordinator (said in init_post_opt) */
 	snprintf(jobs, sizeof(jobs), "%u", job);
 	{
-		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "register", jobs,
-				 "--node", spec, NULL };
+		char *argv[12];
 
-		run_detached(argv, uid, gid, 1);
+		run_detached(crjob_argv(argv, 12, "register", jobs, "--node", spec, NULL), uid, gid, 1);
 	}
 	return 0;
 }
@@ -713,8 +747,9 @@ static void watch_task(pid_t task, uint32_t job, uint32_t step, uint32_t gtask)
 	}
 	snprintf(jobs, sizeof(jobs), "%u", job);
 	if (gtask == 0) {
-		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "checkpoint", jobs,
-				 "--stop", NULL };
+		char *argv[12];
+
+		crjob_argv(argv, 12, "checkpoint", jobs, "--stop", NULL);
 
 		slurm_info("crjob: job %u step %s: SIGTERM: checkpoint --stop before the job goes",
 			   job, step_name(step, sbuf, sizeof(sbuf)));
@@ -856,14 +891,14 @@ int slurm_spank_exit(spank_t sp, int ac, char **av)
 	uid_t uid;
 	gid_t gid;
 
-	if (!spank_remote(sp) || !opt_checkpoint || step_ids(sp, &job, &step) ||
+	if (!spank_remote(sp) || !opt_checkpoint || !job_store()[0] || step_ids(sp, &job, &step) ||
 	    step != SLURM_BATCH_SCRIPT || owner(sp, &uid, &gid))
 		return 0;
 	snprintf(jobs, sizeof(jobs), "%u", job);
 	{
-		char *argv[] = { crjob_bin, "--store", (char *)job_store(), "shutdown", jobs, NULL };
+		char *argv[12];
 
-		run_detached(argv, uid, gid, 0);
+		run_detached(crjob_argv(argv, 12, "shutdown", jobs, NULL), uid, gid, 0);
 	}
 	return 0;
 }
