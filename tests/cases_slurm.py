@@ -168,13 +168,18 @@ class Cluster:
 
 
 def _stubs(env):
-    """crjob and crjob-coord that log their arguments to calls.log and succeed"""
+    """crjob and crjob-coord that log their arguments to calls.log and succeed;
+    `crjob resume ... -- SCRIPT` runs SCRIPT, as a resume that cannot restore does"""
     stubs = os.path.join(env.tmpdir, "stubs")
     os.makedirs(stubs)
     calls = os.path.join(stubs, "calls.log")
+    resume = ('case " $* " in *" resume "*)\n'
+              '\twhile [ $# -gt 0 ] && [ "$1" != -- ]; do shift; done\n'
+              '\tshift; exec "$@";;\nesac\n')
     for name in ("crjob", "crjob-coord"):
         with open(os.path.join(stubs, name), "w") as f:
-            f.write(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+            f.write(f'#!/bin/sh\necho "{name} $*" >> {calls}\n' +
+                    (resume if name == "crjob" else ""))
         os.chmod(os.path.join(stubs, name), 0o755)
     os.chmod(stubs, 0o777)
     return calls, ("--crjob", os.path.join(stubs, "crjob"),
@@ -359,7 +364,7 @@ def _check_restarted(env, c, jobid, out):
     assert j["JobState"] == "COMPLETED" and j["Restarts"] == "1", \
         f"job {jobid}: {j['JobState']}, restarts {j['Restarts']}: {text[-3000:]}"
     starts = re.findall(r"^start .*restart=(\S+)", text, re.M)
-    assert starts == ["-", "1"], f"the runs saw SLURM_RESTART_COUNT {starts}"
+    assert starts == ["-", "1"], f"the runs saw SLURM_RESTART_COUNT {starts}: {text[-3000:]}"
     # no restore yet: the second run starts from iteration 0 and gets the full result
     its = [int(x) for x in re.findall(r"^it (\d+)$", text, re.M)]
     assert its.count(0) == 2, f"iterations {its}"
@@ -390,8 +395,9 @@ def _make_generation(env, c, jobid):
 def requeue_restarts(env, c):
     """scontrol requeue of a running --checkpoint job: the plugin asks for a
     checkpoint first (stub crjob), the job runs again with SLURM_RESTART_COUNT=1,
-    the plugin finds the job's committed generation, and (no restore yet) the job
-    starts over and ends with the reference RESULT"""
+    the plugin finds the job's committed generation and runs `crjob resume` with the
+    batch script after --; the stub cannot restore, so the script starts over and the
+    job ends with the reference RESULT (the real resume: tests/cases_slurm_crjob.py)"""
     _need("mpirun.openmpi")
     out = os.path.join(c.work, "long.out")
     jobid = c.sbatch("-H", "--checkpoint", "-N", str(NODES), "-t", "3", "--open-mode=append",
@@ -412,6 +418,10 @@ def requeue_restarts(env, c):
     if gen is not None:
         assert re.search(rf"^batch restart=1 restore-generation={gen}$", text, re.M), \
             f"the restarted batch step did not learn generation {gen}: {text[:2000]}"
+        resume = f"crjob --store {os.path.join(c.dir, 'store')} resume {jobid} " \
+            f"--generation {gen} -- "
+        assert [l for l in got if l.startswith(resume)], \
+            f"the batch step did not ask to resume instead of starting over: {got}"
         assert f"generation {gen} of job {jobid}" in c.slurmd_log(node1), \
             "the plugin did not log the generation it found"
 
