@@ -191,6 +191,34 @@ static int follow_pre_dump(const struct dump_opts *o, struct img_store_dump *d)
 	return ret;
 }
 
+/*
+ * Staging directories are named PREFIX-PID-XXXXXX after the crd that made
+ * them; one whose crd is gone (killed: it could not clean up) is removed.
+ */
+static void sweep_staging(const char *dir, const char *prefix)
+{
+	size_t plen = strlen(prefix);
+	char path[PATH_MAX], proc[32];
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	long pid;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, plen))
+			continue;
+		pid = strtol(de->d_name + plen, NULL, 10);
+		snprintf(proc, sizeof(proc), "/proc/%ld", pid);
+		if (pid <= 0 || !access(proc, F_OK))
+			continue;	/* an old name, or its crd still runs */
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		pr_info("removing %s, left by a crd that was killed\n", path);
+		img_store_unstage(path);
+	}
+	closedir(d);
+}
+
 int img_store_dump_begin(const struct dump_opts *o, struct img_store_dump *d)
 {
 	int ret;
@@ -227,7 +255,8 @@ int img_store_dump_begin(const struct dump_opts *o, struct img_store_dump *d)
 		img_store_dump_abort(d);
 		return ret;
 	}
-	snprintf(d->staging, sizeof(d->staging), "/tmp/crd-dump-XXXXXX");
+	sweep_staging("/tmp", "crd-dump-");
+	snprintf(d->staging, sizeof(d->staging), "/tmp/crd-dump-%d-XXXXXX", getpid());
 	if (!mkdtemp(d->staging)) {
 		ret = -errno;
 		pr_perror("can't make a staging directory");
@@ -496,7 +525,8 @@ int img_store_stage(const struct restore_opts *o, char *path, size_t len)
 		goto out;
 	}
 	/* memory, not disk: the pages are read once, right away */
-	snprintf(path, len, "/dev/shm/crd-restore-XXXXXX");
+	sweep_staging("/dev/shm", "crd-restore-");
+	snprintf(path, len, "/dev/shm/crd-restore-%d-XXXXXX", getpid());
 	if (!mkdtemp(path)) {
 		ret = -errno;
 		pr_perror("can't make a staging directory");

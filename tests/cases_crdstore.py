@@ -158,7 +158,7 @@ def dumper_killed(env):
     store = os.path.join(env.tmpdir, "store")
     os.mkdir(store)
     m = Memgen(env, 64, 5)
-    victims = []
+    victims, killed = [], []
     rnd = random.Random(os.getpid())
     try:
         dump(env, m, store, "--leave-running")
@@ -171,11 +171,17 @@ def dumper_killed(env):
             time.sleep(rnd.uniform(0.02, 0.15))
             os.kill(pid, signal.SIGKILL)
             _runner.wait_for(pid, 30)
+            killed.append(pid)
+        # the next dump removes the staging directories the killed ones left
+        dump(env, m, store, "--leave-running")
+        stale = [d for d in os.listdir("/tmp")
+                 if any(d.startswith(f"crd-dump-{p}-") for p in killed)]
+        assert not stale, f"staging directories left by killed dumps: {stale}"
         gens = listed(env, store)
         partial = [d for d in os.listdir(os.path.join(store, "jobs", "j")) if "partial" in d]
         assert partial, "no dump was killed in the middle"
         # a dump killed after its commit is a complete generation; every one listed verifies
-        assert 1 in gens and len(gens) + len(partial) <= 4, f"generations: {gens}, {partial}"
+        assert 1 in gens and len(gens) + len(partial) <= 5, f"generations: {gens}, {partial}"
         for g in gens:
             r = crd(env, "store", "verify", "j", str(g), "--store", store)
             assert r.code == 0, f"verify of generation {g} after the crashes: {r.out}"
