@@ -3,6 +3,7 @@
  * process of a restore (the tree's helpers included) logs to the same place,
  * and the restore moves the descriptor above the fds it recreates.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,7 +44,8 @@ void log_printf(int level, const char *fmt, ...)
 
 	if (level > log_level)
 		return;
-	n = snprintf(buf, sizeof(buf), "crd[%d]: ", getpid());
+	/* crd, or crjob-coord and crjob, which log through this too */
+	n = snprintf(buf, sizeof(buf), "%s[%d]: ", program_invocation_short_name, getpid());
 	va_start(ap, fmt);
 	n += vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
 	va_end(ap);
