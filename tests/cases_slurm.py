@@ -6,6 +6,7 @@ down again (by the PIDs the cluster script recorded), so nothing outlives it.
 """
 import json
 import os
+import pwd
 import re
 import shutil
 import sys
@@ -86,6 +87,10 @@ class Cluster:
     def __init__(self, env, nodes=NODES, up_args=()):
         _need("slurmctld", "slurmd", "munged", "srun", "sbatch", "scontrol", "nsenter",
               "unshare", "ip")
+        try:
+            pwd.getpwnam("munge")
+        except KeyError:
+            raise unittest.SkipTest("no user munge (apt-get install munge)")
         self.env = env
         # munged runs as user munge: it must reach its directory
         for d in (os.path.dirname(env.tmpdir), env.tmpdir):
