@@ -146,6 +146,7 @@ static char crd_bin[PATH_MAX] = "/usr/sbin/crd";
 static char iface[IF_NAMESIZE];
 static char munge_socket[PATH_MAX];
 static int agent_port = 7070;
+static int restore_batch;		/* restore=1: experimental restore of the batch step */
 static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
 
 /* the user's options */
@@ -284,6 +285,8 @@ static void parse_args(int ac, char **av)
 			snprintf(iface, sizeof(iface), "%s", a + 6);
 		else if (!strncmp(a, "agent_port=", 11))
 			agent_port = atoi(a + 11);
+		else if (!strncmp(a, "restore=", 8))
+			restore_batch = atoi(a + 8) > 0;
 		else if (!strncmp(a, "stop_timeout=", 13))
 			stop_timeout = atoi(a + 13);
 		else
@@ -812,15 +815,30 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 			   task, from, job_store());
 		return 0;
 	}
-	slurm_info("crjob: job %u step %s task %u: generation %ld of job %s in %s: restore is "
-		   "not implemented yet, starting from the beginning", job,
+	slurm_info("crjob: job %u step %s task %u: generation %ld of job %s in %s", job,
 		   step_name(step, sbuf, sizeof(sbuf)), task, gen, from, job_store());
-	/*
-	 * launch as usual until crd restore can take the task's place; the task
-	 * learns which generation it would have been restored from
-	 */
 	snprintf(g, sizeof(g), "%ld", gen);
 	spank_setenv(sp, "CRJOB_RESTORE_GENERATION", g, 1);
+	if (restore_batch && step == SLURM_BATCH_SCRIPT && !access(crd_bin, X_OK)) {
+		/*
+		 * Experimental (restore=1): the batch script's tree of a one-node
+		 * job comes back in place of the script.  crd restore keeps the
+		 * task's PID, stays the parent of the restored tree (in a PID
+		 * namespace of its own: the old PIDs need not be free) and exits
+		 * with its status.  No way back once exec'ed: a failed restore
+		 * fails the job, hence opt-in.
+		 */
+		char *argv[] = { crd_bin, "restore", "--store", (char *)job_store(), "--job",
+				 (char *)from, "--generation", g, "--pidns", NULL };
+		char **envp = NULL;
+
+		spank_get_item(sp, S_JOB_ENV, &envp);
+		slurm_info("crjob: job %u: restoring the batch step from generation %ld of job %s",
+			   job, gen, from);
+		execve(crd_bin, argv, envp ? envp : environ);
+		slurm_error("crjob: job %u: exec %s: %s: starting from the beginning", job, crd_bin,
+			    strerror(errno));
+	}
 	return 0;
 }
 
