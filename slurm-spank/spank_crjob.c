@@ -5,7 +5,7 @@
  *
  *     optional /path/spank_crjob.so store=DIR crjob=PATH coord=PATH [crd=PATH]
  *                                   [agent_port=7070] [iface=eth0] [stop_timeout=20]
- *                                   [munge_socket=PATH]
+ *                                   [munge_socket=PATH] [restore=1]
  *
  * Options (registered from slurm_spank_init, so sbatch and salloc accept
  * them too, not only srun):
@@ -41,8 +41,8 @@
  *	the store; CRJOB_RESTORE_GENERATION=G tells the task what was found.
  *   exit, remote, batch step: crjob shutdown JOBID.
  *
- * Restore instead of launch (designed here and in docs/slurm.md; the
- * decision is implemented, the restore itself waits for the agents):
+ * Restore instead of launch (designed here and in docs/slurm.md; done for
+ * one-node batch jobs with restore=1 in plugstack.conf, see task_init):
  *
  *   A requeued job runs its batch script again with the same job id and
  *   SLURM_RESTART_COUNT=N.  task_init finds the last committed generation G.
