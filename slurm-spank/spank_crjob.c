@@ -5,7 +5,7 @@
  *
  *     optional /path/spank_crjob.so store=DIR crjob=PATH coord=PATH [crd=PATH]
  *                                   [agent_port=7710] [iface=eth0] [stop_timeout=20]
- *                                   [munge_socket=PATH] [keep=K]
+ *                                   [munge_socket=PATH] [keep=K] [restore=1]
  *
  * Options (registered from slurm_spank_init, so sbatch and salloc accept
  * them too, not only srun):
@@ -41,8 +41,8 @@
  *	the store; CRJOB_RESTORE_GENERATION=G tells the task what was found.
  *   exit, remote, batch step: crjob shutdown JOBID.
  *
- * Restore instead of launch (designed here and in docs/slurm.md; the
- * decision is implemented, the restore itself waits for the agents):
+ * Restore instead of launch (designed here and in docs/slurm.md; done for
+ * one-node batch jobs with restore=1 in plugstack.conf, see task_init):
  *
  *   A requeued job runs its batch script again with the same job id and
  *   SLURM_RESTART_COUNT=N.  task_init finds the last committed generation G.
@@ -147,6 +147,7 @@ static char iface[IF_NAMESIZE];
 static char munge_socket[PATH_MAX];	/* munged's socket, when not munge's default */
 static int agent_port = 7710;		/* RPC_DEFAULT_AGENT_PORT */
 static int keep;			/* generations kept per job, 0: all */
+static int restore_batch;		/* restore=1: experimental restore of the batch step */
 static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
 
 /* the user's options */
@@ -287,6 +288,8 @@ static void parse_args(int ac, char **av)
 			keep = atoi(a + 5);
 		else if (!strncmp(a, "agent_port=", 11))
 			agent_port = atoi(a + 11);
+		else if (!strncmp(a, "restore=", 8))
+			restore_batch = atoi(a + 8) > 0;
 		else if (!strncmp(a, "stop_timeout=", 13))
 			stop_timeout = atoi(a + 13);
 		else
@@ -856,6 +859,26 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 			   "batch step is restored; this one starts from the beginning", job,
 			   step_name(step, sbuf, sizeof(sbuf)), task, gen, from);
 		return 0;
+	}
+	if (restore_batch && step == SLURM_BATCH_SCRIPT && !access(crd_bin, X_OK)) {
+		/*
+		 * Experimental (restore=1): the batch script's tree of a one-node
+		 * job comes back in place of the script.  crd restore keeps the
+		 * task's PID, stays the parent of the restored tree (in a PID
+		 * namespace of its own: the old PIDs need not be free) and exits
+		 * with its status.  No way back once exec'ed: a failed restore
+		 * fails the job, hence opt-in.
+		 */
+		char *argv[] = { crd_bin, "restore", "--store", (char *)job_store(), "--job",
+				 (char *)from, "--generation", g, "--pidns", NULL };
+		char **envp = NULL;
+
+		spank_get_item(sp, S_JOB_ENV, &envp);
+		slurm_info("crjob: job %u: restoring the batch step from generation %ld of job %s",
+			   job, gen, from);
+		execve(crd_bin, argv, envp ? envp : environ);
+		slurm_error("crjob: job %u: exec %s: %s: starting from the beginning", job, crd_bin,
+			    strerror(errno));
 	}
 	slurm_info("crjob: job %u: restoring generation %ld on this allocation instead of "
 		   "running the batch script", job, gen);

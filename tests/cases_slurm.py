@@ -6,6 +6,7 @@ down again (by the PIDs the cluster script recorded), so nothing outlives it.
 """
 import json
 import os
+import pwd
 import re
 import shutil
 import sys
@@ -86,6 +87,10 @@ class Cluster:
     def __init__(self, env, nodes=NODES, up_args=()):
         _need("slurmctld", "slurmd", "munged", "srun", "sbatch", "scontrol", "nsenter",
               "unshare", "ip")
+        try:
+            pwd.getpwnam("munge")
+        except KeyError:
+            raise unittest.SkipTest("no user munge (apt-get install munge)")
         self.env = env
         # munged runs as user munge: it must reach its directory
         for d in (os.path.dirname(env.tmpdir), env.tmpdir):
@@ -426,6 +431,57 @@ def requeue_restarts(env, c):
             "the plugin did not log the generation it found"
 
 
+def requeue_restores_batch(env):
+    """restore instead of launch (plugstack restore=1): a one-node --checkpoint batch
+    job is checkpointed into the store (crd dump --leave-running of its batch
+    tree), requeued, and on its second run the plugin execs crd restore in place
+    of the script: the job goes on from the checkpoint, not from the beginning"""
+    if not os.path.exists(os.path.join(env.builddir, "slurm-spank", "spank_crjob.so")):
+        raise unittest.SkipTest("spank_crjob.so is not built (no slurm/spank.h: libslurm-dev)")
+    crd = os.path.join(env.builddir, "crd", "crd")
+    calls, up_args = _stubs(env)
+    c = Cluster(env, up_args=up_args + ("--spank-arg", "restore=1"))
+    try:
+        node1 = c.state["nodes"][0]["name"]
+        out = os.path.join(c.work, "count.out")
+        script = c.script_file("count.sh", """
+i=0
+while [ $i -lt 30 ]; do echo "count $i"; i=$((i+1)); sleep 0.5; done
+echo done
+""")
+        jobid = c.sbatch("--checkpoint", "-N", "1", "-w", node1, "-t", "2",
+                         "--open-mode=append", "-o", out, script)
+        deadline = time.time() + 60
+        while "count 4" not in _read(out):
+            assert time.time() < deadline, f"the job did not count: {_read(out)}"
+            time.sleep(0.2)
+        m = re.search(rf"crjob: job {jobid} step batch node {node1} tasks (\d+)",
+                      c.slurmd_log(node1))
+        assert m, "the batch step was not registered"
+        r = _runner.run([crd, "dump", "-t", m.group(1), "--store", os.path.join(c.dir, "store"),
+                         "--job", jobid, "--leave-running"])
+        assert r.code == 0, f"crd dump of the batch step failed: {r.out}"
+        at = max(int(x) for x in re.findall(r"^count (\d+)$", _read(out), re.M))
+        code, o = c.cmd("scontrol", "requeue", jobid)
+        assert code == 0, f"scontrol requeue: {o}"
+        j = c.wait_done(jobid, 120)
+        text = _read(out)
+        assert j["JobState"] == "COMPLETED" and j["Restarts"] == "1", \
+            f"job {jobid}: {j['JobState']}, restarts {j['Restarts']}: {text}"
+        counts = [int(x) for x in re.findall(r"^count (\d+)$", text, re.M)]
+        assert counts.count(0) == 1, f"the job started over: {counts}"
+        assert text.rstrip().endswith("done") and counts[-1] == 29, f"did not finish: {text}"
+        # after the requeue the count goes on from where the dump saw it (<= at + 1)
+        assert "DUE TO JOB REQUEUE" in text, f"not requeued: {text}"
+        after = [int(x) for x in re.findall(r"^count (\d+)$", text.split("DUE TO JOB REQUEUE")[1],
+                                            re.M)]
+        assert after and 0 < after[0] <= at + 1 and after == list(range(after[0], 30)), \
+            f"the restored job did not go on from the checkpoint (count {at}): {counts}"
+        assert f"job {jobid}: restoring the batch step from generation" in c.slurmd_log(node1)
+    finally:
+        c.down()
+
+
 def _preempt(env, c, *low_args):
     out = os.path.join(c.work, "long.out")
     low = c.sbatch("-p", "low", "--requeue", *low_args, "-N", str(NODES), "-t", "3",
@@ -576,5 +632,6 @@ CASES = [("cluster/up-down-leaves-nothing", up_down_leaves_nothing),
          ("spank/options", spank_options),
          ("spank/calls-coordinator-and-crjob", spank_calls),
          ("requeue/restarts", requeue_restarts),
+         ("requeue/restore-batch-step", requeue_restores_batch),
          ("preempt/low-requeued-by-high", preempt_requeues),
          ("preempt/checkpoint-first", preempt_checkpoint_first)]
