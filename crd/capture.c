@@ -46,7 +46,7 @@ static bool wanted(const struct dump_opts *o, const char *path)
 	return false;
 }
 
-static bool captured(const Crd__Inventory *inv, const char *path)
+bool capture_listed(const Crd__Inventory *inv, const char *path)
 {
 	size_t i;
 
@@ -86,7 +86,7 @@ static int capture_one(struct dump_ctx *ctx, Crd__Inventory *inv, size_t *cap,
 	char name[64];
 	int fd, ret;
 
-	if (!wanted(ctx->opts, path) || captured(inv, path))
+	if (!wanted(ctx->opts, path) || capture_listed(inv, path))
 		return 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st)) {

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "cr-restore.h"
 #include "log.h"
 
@@ -137,17 +138,6 @@ static int open_mode(uint32_t flags)
 	return R_OK;
 }
 
-/* a captured file is recreated where missing: checked as one to create */
-static bool captured(const Crd__Inventory *inv, const char *path)
-{
-	size_t i;
-
-	for (i = 0; i < inv->n_captured; i++)
-		if (!strcmp(inv->captured[i]->path, path))
-			return true;
-	return false;
-}
-
 static int collect_files(const Crd__Inventory *inv, struct path_list *l)
 {
 	size_t i;
@@ -157,7 +147,7 @@ static int collect_files(const Crd__Inventory *inv, struct path_list *l)
 		const Crd__FileEntry *f = inv->files[i];
 
 		/* deleted files come back from their contents in the image */
-		if (f->has_shmid || (f->path && captured(inv, f->path)))
+		if (f->has_shmid || (f->path && capture_listed(inv, f->path)))
 			continue;
 
 		if (f->path && (f->type == CRD__FILE_TYPE__FILE_REG ||
@@ -188,7 +178,7 @@ static int collect_task(const Crd__Inventory *inv, const Crd__TaskEntry *te,
 		if (v->kind != CRD__VMA_KIND__VMA_FILE_PRIVATE &&
 		    v->kind != CRD__VMA_KIND__VMA_FILE_SHARED)
 			continue;
-		if (v->has_shmid || !v->path || captured(inv, v->path))
+		if (v->has_shmid || !v->path || capture_listed(inv, v->path))
 			continue;
 		if (v->kind == CRD__VMA_KIND__VMA_FILE_SHARED && (v->prot & PROT_WRITE))
 			mode |= W_OK;

@@ -16,24 +16,9 @@
 #include "crd.h"
 #include "image.h"
 #include "log.h"
+#include "util.h"
 
 #define BYTES_SHOWN	64
-
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = *s;
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
 
 static void json_msg(FILE *f, const ProtobufCMessage *m);
 

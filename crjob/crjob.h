@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "rpc.h"
+#include "util.h"	/* json_str */
 
 /* exit codes, as docs/distributed.md fixes them */
 enum {
@@ -45,7 +46,6 @@ struct cli_arg {
 int cli_args(struct cli *cli, int argc, char **argv, struct cli_arg *args, bool need_job);
 
 /* out.c */
-void json_str(FILE *f, const char *s);
 void print_status(const struct cli *cli, const Crjob__Status *st, const char *text);
 void print_gens(const struct cli *cli, const Crjob__Generation *const *g, size_t n);
 void print_result(const struct cli *cli, const Crjob__Msg *reply);

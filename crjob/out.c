@@ -8,26 +8,6 @@
 
 #include "crjob.h"
 
-void json_str(FILE *f, const char *s)
-{
-	if (!s) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = *s;
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
 void fmt_bytes(char *buf, size_t len, unsigned long long b)
 {
 	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };

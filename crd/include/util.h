@@ -3,19 +3,13 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #ifndef PAGE_SIZE
 #define PAGE_SIZE	4096UL
-/*
- * Run the user's action script (CRD_ACTION=action, CRD_PID=pid in its
- * environment and action as its argument); NULL script: nothing.  0 or
- * -errno, -ECANCELED when the script failed.
- */
-int run_action_script(const char *script, const char *action, pid_t pid);
-
 #endif
 #define PAGE_ALIGN(x)	(((x) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
 
@@ -42,6 +36,14 @@ int parse_int(const char *s, long *val);
  * environment and action as its argument); NULL script: nothing.  0 or
  * -errno, -ECANCELED when the script failed.
  */
+/*
+ * Run the user's action script (CRD_ACTION=action, CRD_PID=pid in its
+ * environment and action as its argument); NULL script: nothing.  0 or
+ * -errno, -ECANCELED when the script failed.
+ */
 int run_action_script(const char *script, const char *action, pid_t pid);
+
+/* s as a JSON string (null for NULL): crd show, crjob --json */
+void json_str(FILE *f, const char *s);
 
 #endif
