@@ -835,9 +835,12 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 
 	if (!opt_checkpoint || step_ids(sp, &job, &step) || step == SLURM_EXTERN_CONT)
 		return 0;
-	/* the batch shell gets no SIGTERM at preemption, only the steps' tasks */
-	if (step != SLURM_BATCH_SCRIPT)
-		start_watcher(sp, job, step);
+	/*
+	 * Preemption signals the steps' tasks at once, and the batch shell
+	 * only when GraceTime is over: a job whose ranks hang off the batch
+	 * shell (mpirun) is checkpointed then, within KillWait.
+	 */
+	start_watcher(sp, job, step);
 	if (spank_getenv(sp, "SLURM_RESTART_COUNT", restarts, sizeof(restarts)) != ESPANK_SUCCESS &&
 	    !opt_restart_from[0])
 		return 0;

@@ -419,7 +419,8 @@ def requeue_restarts(env, c):
     stop = f"crjob --store {os.path.join(c.dir, 'store')} --munge-socket {c.state['munge_socket']} " \
         f"checkpoint {jobid} --stop"
     got = _read(c.calls).splitlines()
-    assert got.count(stop) == 1, f"checkpoint --stop asked {got.count(stop)} times: {got}"
+    # by the step's watcher, and maybe the batch shell's (both get requeue's SIGTERM)
+    assert 1 <= got.count(stop) <= 2, f"checkpoint --stop asked {got.count(stop)} times: {got}"
     if gen is not None:
         assert re.search(rf"^batch restart=1 restore-generation={gen}$", text, re.M), \
             f"the restarted batch step did not learn generation {gen}: {text[:2000]}"
@@ -522,7 +523,8 @@ def preempt_checkpoint_first(env):
         ms = c.state["munge_socket"]
         stops = [g for g in got
                  if g == f"crjob --store {store} --munge-socket {ms} checkpoint {low} --stop"]
-        assert len(stops) == 1, f"checkpoint --stop asked {len(stops)} times: {got}"
+        # the step's tasks at once; the batch shell's watcher again at the end of GraceTime
+        assert 1 <= len(stops) <= 2, f"checkpoint --stop asked {len(stops)} times: {got}"
         node1 = c.state["nodes"][0]["name"]
         assert f"job {low} step 0: SIGTERM: checkpoint --stop" in c.slurmd_log(node1), \
             "the watcher of task 0 did not log the checkpoint"

@@ -61,6 +61,12 @@ echo mpirun exit $?
 """)
 
 
+def _gens(ls):
+    """generation numbers in `crd store ls JOB` output (other lines: warnings)"""
+    return [int(w[1]) for w in (l.split() for l in ls.splitlines())
+            if len(w) > 1 and w[1].isdigit()]
+
+
 def _iterations(text):
     return [int(x) for x in re.findall(r"^it (\d+)$", text, re.M)]
 
@@ -189,7 +195,7 @@ def periodic_with_retention(env):
         deadline = time.time() + 90
         while True:
             r = _runner.run([env.crd, "store", "ls", jobid, "--store", store])
-            gens = [int(l.split()[1]) for l in r.out.splitlines()[1:] if l.split()]
+            gens = _gens(r.out)
             if gens and max(gens) >= 5:
                 break
             assert time.time() < deadline and c.job(jobid)["JobState"] == "RUNNING", \
@@ -246,7 +252,7 @@ def node_dies_during_checkpoint(env):
             f"the checkpoint did not fail ({st}): {text}"
         assert victim in text, f"the failure does not name {victim}: {text}"
         r = _runner.run([env.crd, "store", "ls", jobid, "--store", store])
-        gens = [int(l.split()[1]) for l in r.out.splitlines()[1:] if l.split()]
+        gens = _gens(r.out)
         assert gens == [1], f"generations after the failed checkpoint: {r.out}"
         r = _runner.run([env.crd, "store", "verify", jobid, "1", "--store", store])
         assert r.code == 0, f"verify of generation 1: {r.out}"
@@ -259,3 +265,4 @@ def node_dies_during_checkpoint(env):
 
 
 CASES.append(("node-dies-during-checkpoint", node_dies_during_checkpoint))
+

@@ -98,6 +98,9 @@ def spawn(argv, cwd=None, out=None, env=None, user=None, keep_fd=None, tty=None)
             os.execve(argv[0], argv, env if env is not None else os.environ)
         finally:
             os._exit(127)
+    # pids wrap (pid_max may be 32768): a status kept for an earlier process of this pid
+    # (an orphan we reaped) is not this one's
+    reaped.pop(pid, None)
     return pid
 
 
