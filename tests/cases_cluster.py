@@ -415,10 +415,10 @@ def cli_stop_restart(env):
 
 
 def cli_interval_restart(env):
-    """crjob interval JOB 5s for 30 s (the issue asks 2 min: CRJOB_TEST_INTERVAL_RUN=120),
+    """crjob interval JOB 5s for 2 minutes (CRJOB_TEST_INTERVAL_RUN=S for another time),
     the job's nodes killed, restart from the last generation on 3 other nodes: the
     uninterrupted RESULT"""
-    run_s = int(os.environ.get("CRJOB_TEST_INTERVAL_RUN", "30"))
+    run_s = int(os.environ.get("CRJOB_TEST_INTERVAL_RUN", "120"))
     round_ms = 40
     rounds = (run_s + 15) * 1000 // round_ms
     ref = reference(env, rounds)
