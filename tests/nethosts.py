@@ -17,9 +17,15 @@ def _ip(*args):
         raise AssertionError(f"ip {' '.join(args)}: {r.stdout.strip()}")
 
 
+_made = [0]
+
+
 class Hosts:
     def __init__(self, n, tag=None):
-        self.tag = tag or str(os.getpid() % 100000)
+        # unique per instance: a namespace just deleted may keep its veth a while
+        # (until the last process in it is gone), so names are not reused at once
+        _made[0] += 1
+        self.tag = tag or f"{os.getpid() % 100000}{chr(ord('a') + _made[0] % 26)}"
         self.subnet = f"10.250.{os.getpid() % 250}"
         self.bridge = f"crdbr{self.tag}"
         self.names = []
