@@ -38,13 +38,15 @@ def _dump_and_go_on(env, out):
     img = os.path.join(env.tmpdir, "img")
     os.mkdir(img)
     pid = _start(env, out)
-    _wait_lines(out, 20)
-    r = _runner.run([env.crd, "dump", "-t", str(pid), "-D", img, "--leave-running"])
-    assert r.code == 0, f"dump failed: {r.out}"
-    at = os.path.getsize(out)
-    _wait_lines(out, 60)
-    _runner.kill_tree(pid)
-    _runner.wait_for(pid, 10)
+    try:
+        _wait_lines(out, 20)
+        r = _runner.run([env.crd, "dump", "-t", str(pid), "-D", img, "--leave-running"])
+        assert r.code == 0, f"dump failed: {r.out}"
+        at = os.path.getsize(out)
+        _wait_lines(out, 60)
+    finally:
+        _runner.kill_tree(pid)
+        _runner.wait_for(pid, 10)
     return pid, img, at
 
 
