@@ -32,6 +32,18 @@ def _iterations(log):
         return [int(l.split()[1]) for l in f if l.startswith("it ")]
 
 
+def _check_finished(pid, log, done_before, timeout):
+    """the restored mpirun ends well, went on from iteration done_before, got it right"""
+    st = _runner.wait_for(pid, timeout)
+    assert st is not None, f"the restored job did not finish: {open(log).read()}"
+    out = open(log).read()
+    assert _runner.exit_code(st) == 0, f"mpirun exited {_runner.exit_code(st)}: {out}"
+    its = _iterations(log)
+    assert its == list(range(0, its[-1] + 1, 10)) and its[-1] > done_before, \
+        f"the job restarted or skipped: {its}"
+    assert "RESULT ok" in out, f"wrong result: {out}"
+
+
 def openmpi_dump_restore(env):
     """mpirun -np 2 ring: dump mid-run (job killed), restore, the job finishes right"""
     exe = _build_ring(env)
@@ -63,14 +75,7 @@ def openmpi_dump_restore(env):
         done_before = _iterations(log)[-1]
         r = _runner.run([env.crd, "restore", "-D", img, "--detach"])
         assert r.code == 0, f"restore failed: {r.out}"
-        st = _runner.wait_for(pid, 60)
-        assert st is not None, f"the restored job did not finish: {open(log).read()}"
-        out = open(log).read()
-        assert _runner.exit_code(st) == 0, f"mpirun exited {_runner.exit_code(st)}: {out}"
-        its = _iterations(log)
-        assert its == list(range(0, its[-1] + 1, 10)) and its[-1] > done_before, \
-            f"the job restarted or skipped: {its}"
-        assert "RESULT ok" in out, f"wrong result: {out}"
+        _check_finished(pid, log, done_before, 60)
     finally:
         _runner.kill_tree(pid)
         # the shared-memory segments of a job that did not finish stay behind
@@ -157,14 +162,7 @@ def openmpi_two_nodes_moved(env):
         for node, root in trees:	# moved: their sockets are on the new addresses
             with open(f"/proc/{root}/net/tcp") as f:
                 assert f"{a[node]}" not in _tcp_addrs(f.read()), "an endpoint was not moved"
-        st = _runner.wait_for(pid, 90)
-        assert st is not None, f"the restored job did not finish: {open(log).read()}"
-        out = open(log).read()
-        assert _runner.exit_code(st) == 0, f"mpirun exited {_runner.exit_code(st)}: {out}"
-        its = _iterations(log)
-        assert its == list(range(0, its[-1] + 1, 10)) and its[-1] > done_before, \
-            f"the job restarted or skipped: {its}"
-        assert "RESULT ok" in out, f"wrong result: {out}"
+        _check_finished(pid, log, done_before, 90)
     finally:
         for p in [pid] + daemons:
             _runner.kill_tree(p)
