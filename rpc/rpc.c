@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,18 @@
 #include <munge.h>
 
 #include "rpc.h"
+#include "session.h"
+
+#define MAGIC_LEN	8
+#define HELLO_MAGIC	"CRJHELLO"
+#define WELCOME_MAGIC	"CRJWELCM"
+
+/* where a connection is in its handshake */
+enum conn_state {
+	WAIT_HELLO,		/* server: the client's HELLO comes first */
+	WAIT_WELCOME,		/* client: sends wait in pending */
+	READY,
+};
 
 struct rpc {
 	munge_ctx_t enc;
@@ -45,6 +58,10 @@ struct rpc_conn {
 	struct rpc_conn *next;		/* in l->conns */
 	int busy;			/* inside a callback: freeing waits */
 	int closed;
+	enum conn_state state;
+	struct sess *s;
+	struct rpc_peer peer;		/* who the other end is, once READY */
+	struct evbuffer *pending;	/* client: packed Msgs (length, bytes) until READY */
 	char addr[64];
 };
 
@@ -143,85 +160,234 @@ static int munge_errno(munge_err_t e)
 	}
 }
 
-int rpc_seal(struct rpc *r, const Crjob__Msg *m, uint8_t **frame, size_t *len)
+/* 0 and the payload of a credential from peer (for the log), or -errno */
+static int cred_open(struct rpc *r, const char *peer, const uint8_t *cred, size_t len,
+		     void **payload, int *plen, uid_t *uid, gid_t *gid)
 {
-	size_t plen = crjob__msg__get_packed_size(m);
-	uint8_t *payload, *f;
-	char *cred = NULL;
 	munge_err_t e;
-	size_t clen;
-
-	payload = malloc(plen ? plen : 1);
-	if (!payload)
-		return -ENOMEM;
-	crjob__msg__pack(m, payload);
-	e = munge_encode(&cred, r->enc, payload, plen);
-	free(payload);
-	if (e != EMUNGE_SUCCESS) {
-		rpc_log("can't seal %s: munge_encode: %s\n", rpc_op_name(m->op),
-			munge_ctx_strerror(r->enc) ?: munge_strerror(e));
-		free(cred);
-		return munge_errno(e);
-	}
-	clen = strlen(cred);
-	if (clen > RPC_MAX_FRAME) {
-		rpc_log("can't send %s: %zu bytes sealed, more than %u\n", rpc_op_name(m->op),
-			clen, RPC_MAX_FRAME);
-		free(cred);
-		return -EMSGSIZE;
-	}
-	f = malloc(4 + clen);
-	if (!f) {
-		free(cred);
-		return -ENOMEM;
-	}
-	f[0] = clen >> 24;
-	f[1] = clen >> 16;
-	f[2] = clen >> 8;
-	f[3] = clen;
-	memcpy(f + 4, cred, clen);
-	free(cred);
-	*frame = f;
-	*len = 4 + clen;
-	return 0;
-}
-
-/* decode a credential (from peer, for the log) and unpack its Msg */
-static int unseal(struct rpc *r, const char *peer, const uint8_t *cred, size_t len,
-		  Crjob__Msg **m, uid_t *uid, gid_t *gid)
-{
-	void *payload = NULL;
 	char *str;
-	munge_err_t e;
-	int plen = 0;
 
 	str = malloc(len + 1);
 	if (!str)
 		return -ENOMEM;
 	memcpy(str, cred, len);
 	str[len] = '\0';
-	e = munge_decode(str, r->dec, &payload, &plen, uid, gid);
+	*payload = NULL;
+	e = munge_decode(str, r->dec, payload, plen, uid, gid);
 	free(str);
 	if (e != EMUNGE_SUCCESS) {
 		rpc_log("%s: frame rejected: bad credential: %s\n", peer,
 			munge_ctx_strerror(r->dec) ?: munge_strerror(e));
-		free(payload);
+		free(*payload);
+		*payload = NULL;
 		return munge_errno(e);
-	}
-	*m = crjob__msg__unpack(NULL, plen, payload);
-	free(payload);
-	if (!*m) {
-		rpc_log("%s: frame rejected: uid %u sent %d bytes that are not a Msg\n", peer,
-			(unsigned)*uid, plen);
-		return -EBADMSG;
 	}
 	return 0;
 }
 
-int rpc_unseal(struct rpc *r, const uint8_t *cred, size_t len, Crjob__Msg **m,
-	       uid_t *uid, gid_t *gid)
+/* a frame: length (type byte and body), type, body */
+static int frame_new(int type, const uint8_t *body, size_t blen, uint8_t **frame, size_t *len)
 {
-	return unseal(r, "frame", cred, len, m, uid, gid);
+	size_t flen = blen + 1;
+	uint8_t *f;
+
+	if (flen > RPC_MAX_FRAME)
+		return -EMSGSIZE;
+	f = malloc(4 + flen);
+	if (!f)
+		return -ENOMEM;
+	f[0] = flen >> 24;
+	f[1] = flen >> 16;
+	f[2] = flen >> 8;
+	f[3] = flen;
+	f[4] = type;
+	if (body)
+		memcpy(f + 5, body, blen);
+	*frame = f;
+	*len = 4 + flen;
+	return 0;
+}
+
+/* a frame of type whose body is a credential around payload */
+static int frame_cred(struct rpc *r, int type, const uint8_t *payload, size_t plen,
+		      uint8_t **frame, size_t *len)
+{
+	char *cred = NULL;
+	munge_err_t e;
+	int ret;
+
+	e = munge_encode(&cred, r->enc, payload, plen);
+	if (e != EMUNGE_SUCCESS) {
+		rpc_log("can't authenticate a connection: munge_encode: %s\n",
+			munge_ctx_strerror(r->enc) ?: munge_strerror(e));
+		free(cred);
+		return munge_errno(e);
+	}
+	ret = frame_new(type, (uint8_t *)cred, strlen(cred), frame, len);
+	free(cred);
+	return ret;
+}
+
+/* the client's first frame: its public key, authenticated */
+static int hello_frame(struct rpc *r, struct sess *s, uint8_t **frame, size_t *len)
+{
+	uint8_t p[MAGIC_LEN + SESS_PUB_LEN];
+
+	memcpy(p, HELLO_MAGIC, MAGIC_LEN);
+	memcpy(p + MAGIC_LEN, sess_pub(s), SESS_PUB_LEN);
+	return frame_cred(r, RPC_FRAME_HELLO, p, sizeof(p), frame, len);
+}
+
+int rpc_hello_frame(struct rpc *r, uint8_t **frame, size_t *len)
+{
+	struct sess *s;
+	int ret = sess_new(0, &s);
+
+	if (ret)
+		return ret;
+	ret = hello_frame(r, s, frame, len);
+	sess_free(s);
+	return ret;
+}
+
+/*
+ * Server: a HELLO from peer.  The session *out with its key, the sender's
+ * uid/gid and the WELCOME frame to answer with: our public key and a hash of
+ * theirs, so that the answer is bound to this HELLO.
+ */
+static int hello_accept(struct rpc *r, const char *peer, const uint8_t *body, size_t blen,
+			struct sess **out, uid_t *uid, gid_t *gid, uint8_t **frame, size_t *len)
+{
+	uint8_t w[MAGIC_LEN + SESS_PUB_LEN + SESS_HASH_LEN];
+	struct sess *s = NULL;
+	uint8_t *p;
+	int plen, ret;
+
+	ret = cred_open(r, peer, body, blen, (void **)&p, &plen, uid, gid);
+	if (ret)
+		return ret;
+	if (plen != MAGIC_LEN + SESS_PUB_LEN || memcmp(p, HELLO_MAGIC, MAGIC_LEN)) {
+		rpc_log("%s: frame rejected: uid %u sent %d bytes that are not a HELLO\n", peer,
+			(unsigned)*uid, plen);
+		ret = -EBADMSG;
+		goto out;
+	}
+	ret = sess_new(1, &s);
+	if (!ret)
+		ret = sess_agree(s, p + MAGIC_LEN);
+	if (ret) {
+		rpc_log("%s: frame rejected: no key from uid %u's HELLO\n", peer, (unsigned)*uid);
+		goto out;
+	}
+	memcpy(w, WELCOME_MAGIC, MAGIC_LEN);
+	memcpy(w + MAGIC_LEN, sess_pub(s), SESS_PUB_LEN);
+	ret = sess_hash(p + MAGIC_LEN, SESS_PUB_LEN, w + MAGIC_LEN + SESS_PUB_LEN);
+	if (!ret)
+		ret = frame_cred(r, RPC_FRAME_WELCOME, w, sizeof(w), frame, len);
+out:
+	free(p);
+	if (ret)
+		sess_free(s);
+	else
+		*out = s;
+	return ret;
+}
+
+/* Client: the server's WELCOME to our HELLO; its uid/gid, and s's key */
+static int welcome_check(struct rpc *r, const char *peer, struct sess *s, const uint8_t *body,
+			 size_t blen, uid_t *uid, gid_t *gid)
+{
+	uint8_t hash[SESS_HASH_LEN], *p;
+	int plen, ret;
+
+	ret = cred_open(r, peer, body, blen, (void **)&p, &plen, uid, gid);
+	if (ret)
+		return ret;
+	ret = sess_hash(sess_pub(s), SESS_PUB_LEN, hash);
+	if (!ret && (plen != MAGIC_LEN + SESS_PUB_LEN + SESS_HASH_LEN ||
+		     memcmp(p, WELCOME_MAGIC, MAGIC_LEN) ||
+		     memcmp(p + MAGIC_LEN + SESS_PUB_LEN, hash, SESS_HASH_LEN))) {
+		rpc_log("%s: frame rejected: uid %u sent no WELCOME to our HELLO\n", peer,
+			(unsigned)*uid);
+		ret = -EBADMSG;
+	}
+	if (!ret && sess_agree(s, p + MAGIC_LEN)) {
+		rpc_log("%s: frame rejected: no key from uid %u's WELCOME\n", peer,
+			(unsigned)*uid);
+		ret = -EBADMSG;
+	}
+	free(p);
+	return ret;
+}
+
+/* a DATA frame of s around len bytes of plain */
+static int data_frame(struct sess *s, const uint8_t *plain, size_t len, uint8_t **frame,
+		      size_t *flen)
+{
+	uint8_t *f;
+	int ret;
+
+	if (len + SESS_TAG_LEN + 1 > RPC_MAX_FRAME)
+		return -EMSGSIZE;
+	ret = frame_new(RPC_FRAME_DATA, NULL, len + SESS_TAG_LEN, &f, flen);
+	if (ret)
+		return ret;
+	ret = sess_seal(s, plain, len, f + 5);
+	if (ret) {
+		free(f);
+		return ret;
+	}
+	*frame = f;
+	return 0;
+}
+
+/* a DATA frame of s around Msg m */
+static int msg_frame(struct sess *s, const Crjob__Msg *m, uint8_t **frame, size_t *len)
+{
+	size_t plen = crjob__msg__get_packed_size(m);
+	uint8_t *p = malloc(plen ? plen : 1);
+	int ret;
+
+	if (!p)
+		return -ENOMEM;
+	crjob__msg__pack(m, p);
+	ret = data_frame(s, p, plen, frame, len);
+	free(p);
+	if (ret == -EMSGSIZE)
+		rpc_log("can't send %s: %zu bytes, more than %u\n", rpc_op_name(m->op), plen,
+			RPC_MAX_FRAME);
+	return ret;
+}
+
+/* the Msg in a DATA frame's body from peer (uid, for the log) */
+static int data_open(struct sess *s, const char *peer, uid_t uid, const uint8_t *body,
+		     size_t blen, Crjob__Msg **m)
+{
+	uint8_t *p;
+	int ret;
+
+	if (blen < SESS_TAG_LEN) {
+		rpc_log("%s: frame rejected: %zu bytes of data\n", peer, blen);
+		return -EBADMSG;
+	}
+	p = malloc(blen - SESS_TAG_LEN + 1);
+	if (!p)
+		return -ENOMEM;
+	ret = sess_open(s, body, blen, p);
+	if (ret) {
+		rpc_log("%s: frame rejected: not the next frame of uid %u's session "
+			"(forged, altered or replayed)\n", peer, (unsigned)uid);
+		goto out;
+	}
+	*m = crjob__msg__unpack(NULL, blen - SESS_TAG_LEN, p);
+	if (!*m) {
+		rpc_log("%s: frame rejected: uid %u sent %zu bytes that are not a Msg\n", peer,
+			(unsigned)uid, blen - SESS_TAG_LEN);
+		ret = -EBADMSG;
+	}
+out:
+	free(p);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -298,6 +464,9 @@ static void conn_free(struct rpc_conn *c)
 			}
 	if (c->bev)
 		bufferevent_free(c->bev);
+	if (c->pending)
+		evbuffer_free(c->pending);
+	sess_free(c->s);
 	free(c);
 }
 
@@ -326,13 +495,69 @@ void rpc_conn_close(struct rpc_conn *c)
 		conn_free(c);
 }
 
+/* queue a frame on c, or -ENOMEM */
+static int conn_write(struct rpc_conn *c, uint8_t *frame, size_t len)
+{
+	int ret = bufferevent_write(c->bev, frame, len) ? -ENOMEM : 0;
+
+	free(frame);
+	if (ret)
+		rpc_log("%s: out of memory for a frame\n", c->addr);
+	return ret;
+}
+
+/* client: the Msgs sent before the handshake ended go out now, in order */
+static int conn_flush_pending(struct rpc_conn *c)
+{
+	uint8_t hdr[4], *frame;
+	uint32_t n;
+	size_t len;
+	int ret = 0;
+
+	while (!ret && evbuffer_get_length(c->pending) >= 4) {
+		evbuffer_remove(c->pending, hdr, 4);
+		n = (uint32_t)hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 | hdr[3];
+		ret = data_frame(c->s, evbuffer_pullup(c->pending, n), n, &frame, &len);
+		evbuffer_drain(c->pending, n);
+		if (!ret)
+			ret = conn_write(c, frame, len);
+	}
+	return ret;
+}
+
+/* a handshake frame of type with body: the connection becomes READY, or -errno */
+static int conn_handshake(struct rpc_conn *c, int type, const uint8_t *body, size_t blen)
+{
+	uint8_t *frame;
+	size_t len;
+	int ret;
+
+	if (c->state == WAIT_HELLO && type == RPC_FRAME_HELLO) {
+		ret = hello_accept(c->r, c->addr, body, blen, &c->s, &c->peer.uid, &c->peer.gid,
+				   &frame, &len);
+		if (!ret)
+			ret = conn_write(c, frame, len);
+	} else if (c->state == WAIT_WELCOME && type == RPC_FRAME_WELCOME) {
+		ret = welcome_check(c->r, c->addr, c->s, body, blen, &c->peer.uid,
+				    &c->peer.gid);
+		if (!ret)
+			ret = conn_flush_pending(c);
+	} else {
+		rpc_log("%s: frame rejected: type %d before the handshake ended\n", c->addr,
+			type);
+		return -EPROTO;
+	}
+	if (!ret)
+		c->state = READY;
+	return ret;
+}
+
 /* one complete frame in the input buffer: 1, none yet: 0, a bad one: -errno */
 static int conn_one_frame(struct rpc_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	Crjob__Msg *m = NULL;
-	struct rpc_peer peer;
-	uint8_t hdr[4];
+	uint8_t hdr[5], *body;
 	uint32_t len;
 	int ret;
 
@@ -347,14 +572,21 @@ static int conn_one_frame(struct rpc_conn *c)
 	}
 	if (evbuffer_get_length(in) < 4 + (size_t)len)
 		return 0;
-	evbuffer_drain(in, 4);
-	ret = unseal(c->r, c->addr, evbuffer_pullup(in, len), len, &m, &peer.uid, &peer.gid);
-	evbuffer_drain(in, len);
-	if (ret)
-		return ret;
-	snprintf(peer.addr, sizeof(peer.addr), "%s", c->addr);
+	evbuffer_remove(in, hdr, 5);
+	body = evbuffer_pullup(in, len - 1);
+	if (c->state != READY)
+		ret = conn_handshake(c, hdr[4], body, len - 1);
+	else if (hdr[4] != RPC_FRAME_DATA)
+		ret = -EPROTO;
+	else
+		ret = data_open(c->s, c->addr, c->peer.uid, body, len - 1, &m);
+	evbuffer_drain(in, len - 1);
+	if (ret == -EPROTO && c->state == READY)
+		rpc_log("%s: frame rejected: type %d after the handshake\n", c->addr, hdr[4]);
+	if (ret || !m)
+		return ret ? ret : 1;
 	c->busy++;
-	c->on_msg(c, m, &peer, c->arg);
+	c->on_msg(c, m, &c->peer, c->arg);
 	c->busy--;
 	crjob__msg__free_unpacked(m, NULL);
 	return 1;
@@ -416,20 +648,33 @@ static struct rpc_conn *conn_new(struct rpc *r, struct event_base *base, evutil_
 
 int rpc_send(struct rpc_conn *c, const Crjob__Msg *m)
 {
-	uint8_t *frame;
+	size_t plen = crjob__msg__get_packed_size(m);
+	uint8_t hdr[4], *frame, *p;
 	size_t len;
 	int ret;
 
 	if (c->closed)
 		return -ENOTCONN;
-	ret = rpc_seal(c->r, m, &frame, &len);
-	if (ret)
-		return ret;
-	if (bufferevent_write(c->bev, frame, len)) {
-		rpc_log("%s: can't queue %s\n", c->addr, rpc_op_name(m->op));
-		ret = -ENOMEM;
+	if (c->state == READY) {
+		ret = msg_frame(c->s, m, &frame, &len);
+		return ret ? ret : conn_write(c, frame, len);
 	}
-	free(frame);
+	/* before the WELCOME there is no key yet: kept packed until then */
+	if (plen + SESS_TAG_LEN + 1 > RPC_MAX_FRAME) {
+		rpc_log("can't send %s: %zu bytes, more than %u\n", rpc_op_name(m->op), plen,
+			RPC_MAX_FRAME);
+		return -EMSGSIZE;
+	}
+	p = malloc(plen ? plen : 1);
+	if (!p)
+		return -ENOMEM;
+	crjob__msg__pack(m, p);
+	hdr[0] = plen >> 24;
+	hdr[1] = plen >> 16;
+	hdr[2] = plen >> 8;
+	hdr[3] = plen;
+	ret = evbuffer_add(c->pending, hdr, 4) || evbuffer_add(c->pending, p, plen) ? -ENOMEM : 0;
+	free(p);
 	return ret;
 }
 
@@ -549,6 +794,8 @@ int rpc_connect(struct rpc *r, struct event_base *base, const char *hostport,
 {
 	struct sockaddr_in sa;
 	struct rpc_conn *c;
+	uint8_t *frame;
+	size_t len;
 	int ret;
 
 	ret = rpc_parse_hostport(hostport, 0, &sa);
@@ -560,16 +807,29 @@ int rpc_connect(struct rpc *r, struct event_base *base, const char *hostport,
 	if (!c)
 		return -ENOMEM;
 	sa_str(&sa, c->addr, sizeof(c->addr));
+	c->state = WAIT_WELCOME;
+	c->pending = evbuffer_new();
+	ret = c->pending ? sess_new(0, &c->s) : -ENOMEM;
+	if (ret)
+		goto err;
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&sa, sizeof(sa))) {
 		ret = -EVUTIL_SOCKET_ERROR() ?: -ECONNREFUSED;
 		rpc_log("%s: connect: %s\n", c->addr, strerror(-ret));
-		conn_free(c);
-		return ret;
+		goto err;
 	}
+	/* goes out once connected */
+	ret = hello_frame(r, c->s, &frame, &len);
+	if (!ret)
+		ret = conn_write(c, frame, len);
+	if (ret)
+		goto err;
 	set_keepalive(bufferevent_getfd(c->bev));
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	*out = c;
 	return 0;
+err:
+	conn_free(c);
+	return ret;
 }
 
 static long ms_left(const struct timespec *deadline)
@@ -645,68 +905,153 @@ static int call_io(int fd, uint8_t *buf, size_t len, int out, const struct times
 	return 0;
 }
 
-static int call_recv(struct rpc *r, int fd, const char *addr, const struct timespec *deadline,
-		     Crjob__Msg **m)
+/* the blocking client's side of one connection */
+struct call {
+	struct rpc *r;
+	int fd;
+	struct sess *s;
+	struct timespec deadline;
+	struct rpc_peer peer;
+};
+
+static int call_send(struct call *k, uint8_t *frame, size_t len)
 {
-	uint8_t hdr[4], *cred;
-	uid_t uid;
-	gid_t gid;
+	int ret = call_io(k->fd, frame, len, 1, &k->deadline);
+
+	free(frame);
+	return ret;
+}
+
+/* the next frame: its type and body (the caller frees it) */
+static int call_recv_frame(struct call *k, int *type, uint8_t **body, size_t *blen)
+{
+	uint8_t hdr[5];
 	uint32_t len;
 	int ret;
 
-	ret = call_io(fd, hdr, 4, 0, deadline);
+	ret = call_io(k->fd, hdr, 4, 0, &k->deadline);
 	if (ret)
 		return ret;
 	len = (uint32_t)hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 | hdr[3];
 	if (len == 0 || len > RPC_MAX_FRAME) {
-		rpc_log("%s: frame rejected: %u bytes (at most %u)\n", addr, len, RPC_MAX_FRAME);
+		rpc_log("%s: frame rejected: %u bytes (at most %u)\n", k->peer.addr, len,
+			RPC_MAX_FRAME);
 		return -EMSGSIZE;
 	}
-	cred = malloc(len);
-	if (!cred)
+	ret = call_io(k->fd, hdr + 4, 1, 0, &k->deadline);
+	if (ret)
+		return ret;
+	*type = hdr[4];
+	*blen = len - 1;
+	*body = malloc(len);
+	if (!*body)
 		return -ENOMEM;
-	ret = call_io(fd, cred, len, 0, deadline);
-	if (!ret)
-		ret = unseal(r, addr, cred, len, m, &uid, &gid);
-	free(cred);
+	ret = call_io(k->fd, *body, len - 1, 0, &k->deadline);
+	if (ret) {
+		free(*body);
+		*body = NULL;
+	}
 	return ret;
 }
 
-int rpc_call(struct rpc *r, const char *hostport, const Crjob__Msg *req, int timeout_ms,
-	     rpc_event_cb on_event, void *arg, Crjob__Msg **reply)
+static int call_recv(struct call *k, Crjob__Msg **m)
 {
-	struct timespec deadline;
-	struct sockaddr_in sa;
-	Crjob__Msg *m;
-	char addr[64];
-	uint8_t *frame;
-	size_t len;
-	int fd, ret;
+	uint8_t *body;
+	size_t blen;
+	int type, ret;
 
+	ret = call_recv_frame(k, &type, &body, &blen);
+	if (ret)
+		return ret;
+	if (type != RPC_FRAME_DATA) {
+		rpc_log("%s: frame rejected: type %d after the handshake\n", k->peer.addr, type);
+		ret = -EPROTO;
+	} else {
+		ret = data_open(k->s, k->peer.addr, k->peer.uid, body, blen, m);
+	}
+	free(body);
+	return ret;
+}
+
+static void call_close(struct call *k)
+{
+	if (k->fd >= 0)
+		close(k->fd);
+	sess_free(k->s);
+}
+
+/* connect to hostport and authenticate both ways, within timeout_ms */
+static int call_open(struct rpc *r, const char *hostport, int timeout_ms, struct call *k)
+{
+	struct sockaddr_in sa;
+	uint8_t *frame, *body;
+	size_t len;
+	int type, ret;
+
+	memset(k, 0, sizeof(*k));
+	k->r = r;
+	k->fd = -1;
 	ret = rpc_parse_hostport(hostport, 0, &sa);
 	if (ret) {
 		rpc_log("bad address '%s' (HOST:PORT)\n", hostport);
 		return ret;
 	}
-	sa_str(&sa, addr, sizeof(addr));
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
+	sa_str(&sa, k->peer.addr, sizeof(k->peer.addr));
+	clock_gettime(CLOCK_MONOTONIC, &k->deadline);
+	k->deadline.tv_sec += timeout_ms / 1000;
+	k->deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (k->deadline.tv_nsec >= 1000000000L) {
+		k->deadline.tv_sec++;
+		k->deadline.tv_nsec -= 1000000000L;
 	}
-	ret = rpc_seal(r, req, &frame, &len);
+	ret = sess_new(0, &k->s);
+	if (!ret)
+		ret = hello_frame(r, k->s, &frame, &len);
 	if (ret)
 		return ret;
-	fd = call_connect(&sa, &deadline);
-	if (fd < 0) {
-		ret = fd;
-		goto out;
+	k->fd = call_connect(&sa, &k->deadline);
+	if (k->fd < 0) {
+		free(frame);
+		return k->fd;
 	}
-	ret = call_io(fd, frame, len, 1, &deadline);
+	ret = call_send(k, frame, len);
+	if (!ret)
+		ret = call_recv_frame(k, &type, &body, &len);
+	if (ret)
+		return ret;
+	if (type == RPC_FRAME_WELCOME) {
+		ret = welcome_check(r, k->peer.addr, k->s, body, len, &k->peer.uid,
+				    &k->peer.gid);
+	} else {
+		rpc_log("%s: frame rejected: type %d, not a WELCOME\n", k->peer.addr, type);
+		ret = -EPROTO;
+	}
+	free(body);
+	return ret;
+}
+
+/* errors that the functions above logged already */
+static bool logged(int err)
+{
+	return err == -EMSGSIZE || err == -EACCES || err == -EBADMSG || err == -EPROTO;
+}
+
+int rpc_call(struct rpc *r, const char *hostport, const Crjob__Msg *req, int timeout_ms,
+	     rpc_event_cb on_event, void *arg, Crjob__Msg **reply)
+{
+	Crjob__Msg *m;
+	struct call k;
+	uint8_t *frame;
+	size_t len;
+	int ret;
+
+	ret = call_open(r, hostport, timeout_ms, &k);
+	if (!ret)
+		ret = msg_frame(k.s, req, &frame, &len);
+	if (!ret)
+		ret = call_send(&k, frame, len);
 	while (!ret) {
-		ret = call_recv(r, fd, addr, &deadline, &m);
+		ret = call_recv(&k, &m);
 		if (ret)
 			break;
 		if (m->id == req->id && m->kind == CRJOB__KIND__REPLY) {
@@ -717,10 +1062,58 @@ int rpc_call(struct rpc *r, const char *hostport, const Crjob__Msg *req, int tim
 			on_event(m, arg);
 		crjob__msg__free_unpacked(m, NULL);
 	}
-	close(fd);
+	call_close(&k);
+	if (ret && !logged(ret))
+		rpc_log("%s: %s: %s\n", k.peer.addr, rpc_op_name(req->op), strerror(-ret));
+	return ret;
+}
+
+/* 0 if a frame came back, -ECONNRESET if the peer closed instead */
+static int call_answered(struct call *k)
+{
+	uint8_t *body;
+	size_t blen;
+	int type, ret;
+
+	ret = call_recv_frame(k, &type, &body, &blen);
+	if (!ret)
+		free(body);
+	return ret;
+}
+
+int rpc_call_raw(struct rpc *r, const char *hostport, const void *payload, size_t len,
+		 int flags, int timeout_ms)
+{
+	uint8_t *frame, *copy = NULL;
+	struct call k;
+	size_t flen;
+	int ret;
+
+	ret = call_open(r, hostport, timeout_ms, &k);
+	if (!ret)
+		ret = data_frame(k.s, payload, len, &frame, &flen);
+	if (ret)
+		goto out;
+	if (flags & RPC_RAW_TAMPER)
+		frame[flen - 1] ^= 1;
+	if (flags & RPC_RAW_REPLAY) {
+		copy = malloc(flen);
+		if (!copy) {
+			free(frame);
+			ret = -ENOMEM;
+			goto out;
+		}
+		memcpy(copy, frame, flen);
+	}
+	ret = call_send(&k, frame, flen);
+	ret = ret ?: call_answered(&k);
+	if (!ret && copy) {
+		ret = call_send(&k, copy, flen);
+		copy = NULL;
+		ret = ret ?: call_answered(&k);
+	}
+	free(copy);
 out:
-	if (ret && ret != -EMSGSIZE && ret != -EACCES && ret != -EBADMSG)
-		rpc_log("%s: %s: %s\n", addr, rpc_op_name(req->op), strerror(-ret));
-	free(frame);
+	call_close(&k);
 	return ret;
 }

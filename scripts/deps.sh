@@ -5,8 +5,8 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS="autoconf automake libtool pkg-config gcc make binutils python3 \
 	protobuf-c-compiler libprotobuf-c-dev libcap-dev libnl-3-dev libnl-route-3-dev \
 	libxxhash-dev libzstd-dev iproute2 nftables procps openmpi-bin libopenmpi-dev \
-	libevent-dev munge libmunge-dev libhwloc-dev hwloc \
-	slurm-wlm slurm-client libslurm-dev libpmix-dev mpich"
+	libevent-dev libssl-dev munge libmunge-dev libhwloc-dev hwloc \
+	slurm-wlm slurm-client libslurm-dev libpmix-dev mpich libmpich-dev"
 missing=
 for p in $PKGS; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

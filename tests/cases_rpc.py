@@ -7,15 +7,23 @@ import munge  # noqa: E402
 
 _runner = sys.modules["__main__"]
 
-CHECKS = ("parse-hostport", "seal-unseal", "unseal-replay", "op-name", "round-trip",
-          "async-client", "other-key-rejected", "serves-after-other-key", "garbage-msg-rejected",
-          "serves-after-garbage", "replay-rejected", "serves-after-replay", "oversize-rejected",
-          "serves-after-oversize", "server-close", "serves-after-close", "refused")
+CHECKS = ("parse-hostport", "op-name", "round-trip", "async-client",
+          "other-key-rejected", "serves-after-other-key",
+          "hello-replay-rejected", "serves-after-replay",
+          "garbage-hello-rejected", "serves-after-garbage-hello", "welcome-to-server-rejected",
+          "data-before-hello-rejected", "serves-after-data-before-hello",
+          "raw-ping", "garbage-msg-rejected", "serves-after-garbage",
+          "tampered-rejected", "serves-after-tampered",
+          "data-replay-rejected", "serves-after-data-replay",
+          "oversize-rejected", "serves-after-oversize", "server-close", "serves-after-close",
+          "refused")
 
 
 def rpc_checks(env):
-    """round trips, events, async client; other key, garbage Msg, replay, oversize rejected,
-    each logged with its reason, and the server serves on"""
+    """round trips, events, async client; in the handshake a HELLO of another munge key, a
+    replayed HELLO, a credential that is no HELLO, a WELCOME or DATA first; in a session a
+    frame that is no Msg, an altered frame, a replayed frame; an oversized frame: each
+    rejected, logged with its reason, and the server serves on"""
     good, other = munge.Munged(), munge.Munged()
     try:
         good.start()
@@ -28,7 +36,8 @@ def rpc_checks(env):
         for check in CHECKS:
             assert f"PASS {check}:" in r.out, f"{check} did not run: {r.out[-2000:]}"
         # the server said why it closed each bad connection
-        for why in ("bad credential", "not a Msg", "Replayed", "bytes (at most"):
+        for why in ("bad credential", "not a HELLO", "before the handshake ended",
+                    "not a Msg", "Replayed", "forged, altered or replayed", "bytes (at most"):
             assert why in r.out, f"no '{why}' logged: {r.out[-2000:]}"
     finally:
         good.stop()

@@ -2,12 +2,20 @@
  * rpc: munge-authenticated protobuf messages over TCP, on libevent, shared
  * by crjob (the CLI), crjob-coord and crjob-agent.
  *
- * A frame is a 4-byte big-endian length and a munge credential whose payload
- * is one packed Crjob__Msg (proto/rpc.proto).  Receiving a frame decodes the
- * credential with munged, which authenticates the sender (uid, gid) and
- * refuses a replayed credential, then unpacks the Msg.  A frame that fails
- * either is logged with its peer and reason, and its connection is closed;
- * nothing else is affected.
+ * A frame is a 4-byte big-endian length, a type byte and a body.  A
+ * connection opens with a handshake authenticated by munge: the client's
+ * HELLO and the server's WELCOME are munge credentials around ephemeral
+ * X25519 public keys (the WELCOME also names the HELLO it answers), which
+ * tells each side the other's uid and gid; munged refuses a replayed
+ * credential.  Every later frame is DATA: one packed Crjob__Msg
+ * (proto/rpc.proto) sealed with AES-256-GCM under the key both derived, and
+ * a counter per direction, so that a forged, altered, replayed or reflected
+ * frame is refused.  Only the handshake costs munged round trips: a
+ * coordinator that keeps its connections to 256 agents sends a phase's
+ * requests without one (rpc/include/session.h).
+ *
+ * A frame that fails is logged with its peer and reason, and its connection
+ * is closed; nothing else is affected.
  *
  * Every function returns 0 or a negative errno and logs the error once with
  * the peer's address.  No global state: a struct rpc holds the munge context.
@@ -53,10 +61,10 @@ typedef void (*rpc_close_cb)(struct rpc_conn *c, int err, void *arg);
 int rpc_new(const char *munge_socket, int ttl_s, struct rpc **out);
 void rpc_free(struct rpc *r);
 
-/* Frames without an event loop (tests, blocking clients). */
-int rpc_seal(struct rpc *r, const Crjob__Msg *m, uint8_t **frame, size_t *len);
-int rpc_unseal(struct rpc *r, const uint8_t *cred, size_t len, Crjob__Msg **m,
-	       uid_t *uid, gid_t *gid);
+/* frame types */
+#define RPC_FRAME_HELLO		1
+#define RPC_FRAME_WELCOME	2
+#define RPC_FRAME_DATA		3
 
 /* Servers: listen on "HOST:PORT" (HOST may be 0.0.0.0); port 0 picks one. */
 int rpc_listen(struct rpc *r, struct event_base *base, const char *hostport,
@@ -83,6 +91,19 @@ void *rpc_conn_data(const struct rpc_conn *c);
 typedef void (*rpc_event_cb)(const Crjob__Msg *ev, void *arg);
 int rpc_call(struct rpc *r, const char *hostport, const Crjob__Msg *req, int timeout_ms,
 	     rpc_event_cb on_event, void *arg, Crjob__Msg **reply);
+
+/*
+ * For tests and diagnostics.  rpc_hello_frame: a complete HELLO frame (a key
+ * of its own).  rpc_call_raw: open a session like rpc_call and send len bytes
+ * of payload (need not be a Msg) as one DATA frame, altered in transit with
+ * RPC_RAW_TAMPER, sent twice with RPC_RAW_REPLAY; 0 if the server answered
+ * (the replay too), -ECONNRESET if it closed the connection instead.
+ */
+#define RPC_RAW_TAMPER	1
+#define RPC_RAW_REPLAY	2
+int rpc_hello_frame(struct rpc *r, uint8_t **frame, size_t *len);
+int rpc_call_raw(struct rpc *r, const char *hostport, const void *payload, size_t len,
+		 int flags, int timeout_ms);
 
 /* Helpers */
 const char *rpc_op_name(Crjob__Op op);

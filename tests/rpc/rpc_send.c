@@ -5,7 +5,7 @@
  *     KEY: id job gen store owner stop deadline node pidns
  *          tree=PID[:WRITER[:CPUSET]] (repeatable)  remap=OLD=NEW (repeatable)
  *   rpc_send [--munge-socket S] --garbage HOST:PORT
- *     a valid credential around bytes that are not a Msg
+ *     bytes that are not a Msg, in an authenticated session (prints "closed")
  *
  * Prints the reply: "error N", "message ...", "generation G", one
  * "tree PID writer W bytes B cpuset C" per tree, "node ..." for a PING;
@@ -62,42 +62,18 @@ static void print_reply(const Crjob__Msg *m)
 }
 
 /* a credential of this munged around bytes that are not a Msg */
-static int send_garbage(const char *sock, const char *hostport)
+/* bytes that are not a Msg in an authenticated DATA frame: "closed" expected */
+static int send_garbage(struct rpc *r, const char *hostport)
 {
 	static const unsigned char junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
-	munge_ctx_t ctx = munge_ctx_create();
-	struct pollfd p = { .events = POLLIN };
-	struct sockaddr_in sa;
-	unsigned char hdr[4];
-	char *cred, buf[64];
-	size_t len;
+	int ret = rpc_call_raw(r, hostport, junk, sizeof(junk), 0, 5000);
 
-	if (sock)
-		munge_ctx_set(ctx, MUNGE_OPT_SOCKET, sock);
-	if (munge_encode(&cred, ctx, junk, sizeof(junk)) != EMUNGE_SUCCESS) {
-		fprintf(stderr, "munge_encode: %s\n", munge_ctx_strerror(ctx));
-		return 3;
-	}
-	munge_ctx_destroy(ctx);
-	len = strlen(cred);
-	hdr[0] = len >> 24;
-	hdr[1] = len >> 16;
-	hdr[2] = len >> 8;
-	hdr[3] = len;
-	p.fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (rpc_parse_hostport(hostport, RPC_DEFAULT_AGENT_PORT, &sa) ||
-	    connect(p.fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    write(p.fd, hdr, 4) != 4 || write(p.fd, cred, len) != (ssize_t)len) {
-		perror("send");
-		return 3;
-	}
-	free(cred);
-	if (poll(&p, 1, 5000) == 1 && read(p.fd, buf, sizeof(buf)) <= 0) {
+	if (ret == -ECONNRESET) {
 		printf("closed\n");
 		return 0;
 	}
-	printf("answered\n");
-	return 1;
+	printf(ret ? "error %d\n" : "answered\n", ret);
+	return ret ? 3 : 1;
 }
 
 static void print_event(const Crjob__Msg *ev, void *arg)
@@ -124,7 +100,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
 			timeout = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--garbage") && i + 1 < argc)
-			return send_garbage(sock ?: getenv("CRJOB_MUNGE_SOCKET"), argv[i + 1]);
+			return rpc_new(sock, 0, &r) ? 3 : send_garbage(r, argv[i + 1]);
 		else
 			break;
 	}

@@ -187,7 +187,21 @@ static void put_len(uint8_t *f, uint32_t len)
 	f[3] = len;
 }
 
-static int sealed_ping(struct rpc *r, uint64_t id, uint8_t **frame, size_t *len)
+/* a frame of type around body, as sent on the wire */
+static int frame_of(int type, const void *body, size_t blen, uint8_t **frame, size_t *len)
+{
+	*frame = malloc(5 + blen);
+	if (!*frame)
+		return -1;
+	put_len(*frame, blen + 1);
+	(*frame)[4] = type;
+	memcpy(*frame + 5, body, blen);
+	*len = 5 + blen;
+	return 0;
+}
+
+/* a packed PING of job "raw" */
+static size_t packed_ping(uint64_t id, uint8_t *buf, size_t size)
 {
 	Crjob__Msg req = CRJOB__MSG__INIT;
 
@@ -195,7 +209,33 @@ static int sealed_ping(struct rpc *r, uint64_t id, uint8_t **frame, size_t *len)
 	req.id = id;
 	req.op = CRJOB__OP__PING;
 	req.job = "raw";
-	return rpc_seal(r, &req, frame, len);
+	if (crjob__msg__get_packed_size(&req) > size)
+		return 0;
+	return crjob__msg__pack(&req, buf);
+}
+
+/* a frame of type around a credential of payload, from munged at sock */
+static int cred_frame(const char *sock, int type, const void *payload, size_t plen,
+		      uint8_t **frame, size_t *len)
+{
+	munge_ctx_t ctx = munge_ctx_create();
+	char *cred;
+	size_t clen;
+	int ret = -1;
+
+	munge_ctx_set(ctx, MUNGE_OPT_SOCKET, sock);
+	if (munge_encode(&cred, ctx, payload, plen) == EMUNGE_SUCCESS) {
+		clen = strlen(cred);
+		*frame = malloc(5 + clen);
+		put_len(*frame, clen + 1);
+		(*frame)[4] = type;
+		memcpy(*frame + 5, cred, clen);
+		*len = 5 + clen;
+		free(cred);
+		ret = 0;
+	}
+	munge_ctx_destroy(ctx);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ async client */
@@ -263,41 +303,87 @@ static void check_serves(struct rpc *r, const char *addr, const char *after)
 	CHECK(name, !ret, "%s", why);
 }
 
-static void check_local(struct rpc *r)
+static void check_local(void)
 {
-	Crjob__Msg req = CRJOB__MSG__INIT, *m = NULL;
-	Crjob__Tree t = CRJOB__TREE__INIT, *tp = &t;
-	uint8_t *frame;
-	size_t len;
-	uid_t uid;
-	gid_t gid;
-	int ret;
-
-	req.kind = CRJOB__KIND__REQUEST;
-	req.id = 42;
-	req.op = CRJOB__OP__FREEZE;
-	req.job = "j1";
-	t.pid = 1234;
-	t.writer = "n0-1234";
-	req.n_trees = 1;
-	req.trees = &tp;
-	ret = rpc_seal(r, &req, &frame, &len);
-	if (!ret) {
-		ret = rpc_unseal(r, frame + 4, len - 4, &m, &uid, &gid);
-		CHECK("seal-unseal", !ret && m->id == 42 && m->op == CRJOB__OP__FREEZE &&
-		      m->n_trees == 1 && m->trees[0]->pid == 1234 && uid == getuid() &&
-		      !strcmp(m->trees[0]->writer, "n0-1234"), "ret %d", ret);
-		if (m)
-			crjob__msg__free_unpacked(m, NULL);
-		m = NULL;
-		ret = rpc_unseal(r, frame + 4, len - 4, &m, &uid, &gid);
-		CHECK("unseal-replay", ret == -EACCES && !m, "second unseal: %d", ret);
-		free(frame);
-	} else {
-		CHECK("seal-unseal", 0, "rpc_seal: %d", ret);
-	}
 	CHECK("op-name", !strcmp(rpc_op_name(CRJOB__OP__RESTORE), "RESTORE"), "%s",
 	      rpc_op_name(CRJOB__OP__RESTORE));
+}
+
+/* the handshake: each HELLO once, from our munged, a HELLO and nothing else */
+static void check_hello(struct rpc *good, struct rpc *other, const char *sock, int port,
+			const char *addr)
+{
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
+	uint8_t *frame;
+	size_t len;
+	int ret;
+
+	ret = rpc_hello_frame(other, &frame, &len);
+	CHECK("other-key-rejected", !ret && raw_send(port, frame, len) == 1,
+	      "a HELLO from a munged with another key: closed without a reply");
+	if (!ret)
+		free(frame);
+	check_serves(good, addr, "other-key");
+
+	ret = rpc_hello_frame(good, &frame, &len);
+	if (!ret) {
+		int first = raw_send(port, frame, len), second = raw_send(port, frame, len);
+
+		CHECK("hello-replay-rejected", first == 0 && second == 1,
+		      "first answered: %d, replay closed: %d", first == 0, second == 1);
+		free(frame);
+	} else {
+		CHECK("hello-replay-rejected", 0, "rpc_hello_frame: %d", ret);
+	}
+	check_serves(good, addr, "replay");
+
+	ret = cred_frame(sock, RPC_FRAME_HELLO, junk, sizeof(junk), &frame, &len);
+	CHECK("garbage-hello-rejected", !ret && raw_send(port, frame, len) == 1,
+	      "a valid credential around bytes that are not a HELLO: closed");
+	if (!ret)
+		free(frame);
+	check_serves(good, addr, "garbage-hello");
+
+	ret = cred_frame(sock, RPC_FRAME_WELCOME, junk, sizeof(junk), &frame, &len);
+	CHECK("welcome-to-server-rejected", !ret && raw_send(port, frame, len) == 1,
+	      "a WELCOME where a HELLO belongs: closed");
+	if (!ret)
+		free(frame);
+
+	/* DATA without a handshake: whatever it holds, there is no key for it */
+	ret = frame_of(RPC_FRAME_DATA, junk, sizeof(junk), &frame, &len);
+	CHECK("data-before-hello-rejected", !ret && raw_send(port, frame, len) == 1,
+	      "closed without a reply");
+	if (!ret)
+		free(frame);
+	check_serves(good, addr, "data-before-hello");
+}
+
+/* frames inside an authenticated session */
+static void check_session(struct rpc *good, const char *addr)
+{
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
+	uint8_t ping[256];
+	size_t n = packed_ping(12, ping, sizeof(ping));
+	int ret;
+
+	ret = rpc_call_raw(good, addr, ping, n, 0, 5000);
+	CHECK("raw-ping", ret == 0, "a packed PING in a DATA frame answered: %d", ret);
+
+	ret = rpc_call_raw(good, addr, junk, sizeof(junk), 0, 5000);
+	CHECK("garbage-msg-rejected", ret == -ECONNRESET,
+	      "an authenticated frame that is not a Msg: closed (%d)", ret);
+	check_serves(good, addr, "garbage");
+
+	ret = rpc_call_raw(good, addr, ping, n, RPC_RAW_TAMPER, 5000);
+	CHECK("tampered-rejected", ret == -ECONNRESET,
+	      "a DATA frame with one bit flipped: closed (%d)", ret);
+	check_serves(good, addr, "tampered");
+
+	ret = rpc_call_raw(good, addr, ping, n, RPC_RAW_REPLAY, 5000);
+	CHECK("data-replay-rejected", ret == -ECONNRESET,
+	      "the same DATA frame twice: the first answered, the second closed (%d)", ret);
+	check_serves(good, addr, "data-replay");
 }
 
 static void check_hostport(void)
@@ -316,12 +402,9 @@ static void check_hostport(void)
 
 int main(int argc, char **argv)
 {
-	uint8_t *frame, big[4], garbage[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
 	char addr[64], why[256];
 	struct rpc *good, *other;
-	munge_ctx_t ctx;
-	char *cred;
-	size_t len;
+	uint8_t big[4];
 	pid_t srv;
 	int port, ret;
 
@@ -335,7 +418,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	check_hostport();
-	check_local(good);
+	check_local();
 	port = server_start(argv[1], &srv);
 	if (port <= 0) {
 		fprintf(stderr, "the echo server did not start\n");
@@ -346,48 +429,8 @@ int main(int argc, char **argv)
 	ret = ping(good, addr, "events", 7, why, sizeof(why));
 	CHECK("round-trip", !ret && events_seen == 2, "%s, %d events", why, events_seen);
 	check_async(good, addr);
-
-	/* sealed by a munged with another key */
-	ret = sealed_ping(other, 8, &frame, &len);
-	if (!ret) {
-		CHECK("other-key-rejected", raw_send(port, frame, len) == 1,
-		      "closed without a reply");
-		free(frame);
-	} else {
-		CHECK("other-key-rejected", 0, "can't seal with the other munged: %d", ret);
-	}
-	check_serves(good, addr, "other-key");
-
-	/* a valid credential around bytes that are not a Msg */
-	ctx = munge_ctx_create();
-	munge_ctx_set(ctx, MUNGE_OPT_SOCKET, argv[1]);
-	if (munge_encode(&cred, ctx, garbage, sizeof(garbage)) == EMUNGE_SUCCESS) {
-		len = strlen(cred);
-		frame = malloc(4 + len);
-		put_len(frame, len);
-		memcpy(frame + 4, cred, len);
-		CHECK("garbage-msg-rejected", raw_send(port, frame, 4 + len) == 1,
-		      "closed without a reply");
-		free(frame);
-		free(cred);
-	} else {
-		CHECK("garbage-msg-rejected", 0, "munge_encode: %s", munge_ctx_strerror(ctx));
-	}
-	munge_ctx_destroy(ctx);
-	check_serves(good, addr, "garbage");
-
-	/* the same frame twice: the second is a replay */
-	ret = sealed_ping(good, 9, &frame, &len);
-	if (!ret) {
-		int first = raw_send(port, frame, len), second = raw_send(port, frame, len);
-
-		CHECK("replay-rejected", first == 0 && second == 1,
-		      "first answered: %d, replay closed: %d", first == 0, second == 1);
-		free(frame);
-	} else {
-		CHECK("replay-rejected", 0, "rpc_seal: %d", ret);
-	}
-	check_serves(good, addr, "replay");
+	check_hello(good, other, argv[1], port, addr);
+	check_session(good, addr);
 
 	/* a length over RPC_MAX_FRAME: closed before anything more is read */
 	put_len(big, RPC_MAX_FRAME + 1);
