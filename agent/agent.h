@@ -74,6 +74,20 @@ int auth_tree(pid_t root, uid_t owner, char *why, size_t size);
 /* every pid of a tree (root first); *out is malloc'ed */
 int tree_pids(pid_t root, pid_t **out, int *n);
 
+/* ------------------------------------------------------------------ slurm-cg.c */
+/*
+ * Move pids into Slurm job's extern step on this node (every cgroup hierarchy
+ * that has it); -ENOENT if there is none (not a Slurm job id, or no
+ * PrologFlags=Contain), the reason in why.
+ */
+int slurm_adopt(const struct agent *a, const char *job, uid_t uid, const pid_t *pids, int n,
+		char *why, size_t size);
+
+/* ------------------------------------------------------------------ spawn.c */
+/* SPAWN: start a program for the caller in its Slurm job's extern step here */
+void spawn_serve(struct agent *a, struct rpc_conn *c, const Crjob__Msg *m,
+		 const struct rpc_peer *from);
+
 /* ------------------------------------------------------------------ topo.c */
 struct topo;
 int topo_open(struct topo **out);

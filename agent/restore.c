@@ -5,6 +5,7 @@
  * lets them run and unlocks their network; KILL undoes a restore.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,28 @@ int job_restore(struct job *j, Crjob__IpRemap **remap, size_t n_remap)
 	return 0;
 }
 
+/*
+ * The restored tree joins its Slurm job (slurm-cg.c) while still stopped, so
+ * that no process of it runs where scancel cannot reach it.  A job that is
+ * not Slurm's, or a cluster without PrologFlags=Contain, keeps it here.
+ */
+static void adopt_tree(struct job *j, struct tree *t)
+{
+	char why[PATH_MAX + 64];
+	pid_t *pids;
+	int n, ret;
+
+	if (tree_pids(t->pid, &pids, &n))
+		return;
+	ret = slurm_adopt(j->a, j->id, j->owner, pids, n, why, sizeof(why));
+	free(pids);
+	if (!ret)
+		alog("job %s: tree %d (%d processes) joined the job's extern step\n", j->id,
+		     t->pid, n);
+	else
+		alog("job %s: tree %d stays outside Slurm's cgroups: %s\n", j->id, t->pid, why);
+}
+
 int job_resume(struct job *j)
 {
 	char why[256];
@@ -100,6 +123,7 @@ int job_resume(struct job *j)
 		/* bound while still stopped: it never runs on the wrong cores */
 		if (t->cpuset && topo_rebind(j->a->topo, t->pid, t->cpuset, why, sizeof(why)))
 			alog("job %s: %s; it runs unbound\n", j->id, why);
+		adopt_tree(j, t);
 		t->state = T_RESUMING;
 		if (tree_answer(t, true))
 			tree_fail(j, t, "its crd restore is gone before the resume");

@@ -355,6 +355,10 @@ void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *f
 		ping(a, c, m);
 		return;
 	}
+	if (m->op == CRJOB__OP__SPAWN) {
+		spawn_serve(a, c, m, from);
+		return;
+	}
 	ret = request_ok(a, m, why, sizeof(why));
 	if (!ret) {
 		j = job_find(a, m->job);

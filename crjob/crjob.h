@@ -33,6 +33,8 @@ struct cli {
 
 /* main.c */
 int cli_call(struct cli *cli, Crjob__Msg *req, int timeout_ms, bool progress, Crjob__Msg **reply);
+int cli_call_at(struct cli *cli, const char *addr, const char *what, Crjob__Msg *req,
+		int timeout_ms, bool progress, Crjob__Msg **reply);
 void cli_request(Crjob__Msg *m, Crjob__Op op, const char *job);
 int cli_store(struct cli *cli);
 #define CLI_MAX_MULTI		4096
@@ -65,6 +67,7 @@ int cmd_interval(struct cli *cli, int argc, char **argv);
 int cmd_register(struct cli *cli, int argc, char **argv);
 int cmd_shutdown(struct cli *cli, int argc, char **argv);
 int cmd_resume(struct cli *cli, int argc, char **argv);
+int cmd_spawn(struct cli *cli, int argc, char **argv);
 
 /* coord/util.c */
 int node_parse_spec(const char *spec, Crjob__Node **out);

@@ -30,6 +30,8 @@ static void usage(FILE *f)
 		"  register JOBID --node NAME,AGENT_HOST:PORT,IP[,PID[+PID...]]...\n"
 		"  shutdown JOBID\n"
 		"  ping JOBID [--count N]\n"
+		"  resume JOBID [--generation G] -- SCRIPT [ARG...]\n"
+		"  spawn JOBID --agent HOST:PORT [--output FILE] [--cwd DIR] -- PROGRAM [ARG...]\n"
 		"Exit codes: 0 done, 1 failed (job unchanged), 2 usage, 3 job or coordinator\n"
 		"not found, 4 permission denied.\n");
 }
@@ -121,24 +123,32 @@ static int error_exit(const struct cli *cli, const Crjob__Msg *rep)
 /* one request to the job's coordinator; an exit code, the reply only on success */
 int cli_call(struct cli *cli, Crjob__Msg *req, int timeout_ms, bool progress, Crjob__Msg **reply)
 {
+	int ret = find_coord(cli);
+
+	if (ret)
+		return ret;
+	return cli_call_at(cli, cli->coord, "coordinator", req, timeout_ms, progress, reply);
+}
+
+/* one request to the daemon (what: "coordinator", "agent") at addr */
+int cli_call_at(struct cli *cli, const char *addr, const char *what, Crjob__Msg *req,
+		int timeout_ms, bool progress, Crjob__Msg **reply)
+{
 	struct rpc *r;
 	int ret;
 
-	ret = find_coord(cli);
-	if (ret)
-		return ret;
 	ret = rpc_new(cli->munge_socket, 0, &r);
 	if (ret) {
 		fprintf(stderr, "crjob: munge: %s\n", strerror(-ret));
 		return EX_FAILED;
 	}
-	ret = rpc_call(r, cli->coord, req, timeout_ms,
+	ret = rpc_call(r, addr, req, timeout_ms,
 		       progress && isatty(STDERR_FILENO) ? progress_event : NULL, NULL, reply);
 	rpc_free(r);
 	progress_end();
 	if (ret) {
-		fprintf(stderr, "crjob: job %s: coordinator at %s unreachable: %s\n", cli->job,
-			cli->coord, strerror(-ret));
+		fprintf(stderr, "crjob: job %s: %s at %s unreachable: %s\n", cli->job, what,
+			addr, strerror(-ret));
 		return EX_NOTFOUND;
 	}
 	if ((*reply)->has_error && (*reply)->error) {
@@ -203,7 +213,7 @@ static const struct {
 	{ "checkpoint", cmd_checkpoint }, { "restart", cmd_restart }, { "status", cmd_status },
 	{ "list", cmd_list }, { "history", cmd_history }, { "interval", cmd_interval },
 	{ "register", cmd_register }, { "shutdown", cmd_shutdown }, { "ping", cmd_ping },
-	{ "resume", cmd_resume },
+	{ "resume", cmd_resume }, { "spawn", cmd_spawn },
 };
 
 /* take the global options out of argv, wherever they are; -1 on a usage error */
@@ -214,6 +224,12 @@ static int global_opts(struct cli *cli, int *argc, char **argv)
 	for (i = 1; i < *argc; i++) {
 		const char **val = NULL, *a = argv[i];
 
+		/* what follows is a command's (resume, spawn), options and all */
+		if (!strcmp(a, "--")) {
+			while (i < *argc)
+				argv[n++] = argv[i++];
+			break;
+		}
 		if (!strcmp(a, "--json")) {
 			cli->json = true;
 			continue;

@@ -98,7 +98,9 @@ def _wait_registered(c, jobid, nodes, timeout=30):
     deadline = time.time() + timeout
     while True:
         code, out = _crjob(c, "--json", "status", jobid)
-        if code == 0 and len(set(re.findall(r'"name":\s*"(node\d+)"', out))) >= nodes:
+        names = set(re.findall(r'"name":\s*"([^"]+)"', out)) & \
+            {n["name"] for n in c.state["nodes"]}
+        if code == 0 and len(names) >= nodes:
             return
         assert time.time() < deadline, f"job {jobid}: trees not registered: {code} {out}"
         time.sleep(0.3)

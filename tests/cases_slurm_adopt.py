@@ -1,0 +1,191 @@
+"""Every tree of a crjob job is a process of its Slurm job, as pam_slurm_adopt
+makes an ssh session one: the node agents put the trees they restore into the
+job's extern step on each node, so that `scancel` ends a resumed job; and
+crmpi-rsh can have the agents start mpirun's remote daemons there (`crjob
+spawn`), for the job's owner on the job's nodes only."""
+import importlib.util
+import os
+import re
+import sys
+import time
+
+_runner = sys.modules["__main__"]
+_here = os.path.dirname(os.path.abspath(__file__))
+
+
+def _crjob_cases():
+    """tests/cases_slurm_crjob.py: its helpers (and through it cases_slurm's Cluster)"""
+    mod = sys.modules.get("cases_slurm_crjob")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(
+            "cases_slurm_crjob", os.path.join(_here, "cases_slurm_crjob.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["cases_slurm_crjob"] = mod
+    return mod
+
+
+def _netns_inode(path):
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _app_pids(c, app, node_names):
+    """{pid: cgroup text} of the MPI ranks (processes of app) in the given nodes' namespaces"""
+    want = {_netns_inode(n["netns"]) for n in c.state["nodes"] if n["name"] in node_names}
+    found = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if os.path.realpath(f"/proc/{d}/exe") != app:
+                continue
+            if os.stat(f"/proc/{d}/ns/net").st_ino not in want:
+                continue
+            with open(f"/proc/{d}/cgroup") as f:
+                found[int(d)] = f.read()
+            with open(f"/proc/{d}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    del found[int(d)]
+        except OSError:
+            continue
+    return found
+
+
+def _expand(nodelist):
+    """node[4-6] or node4,node5 -> names"""
+    m = re.match(r"^(\w*?)\[([\d,-]+)\]$", nodelist)
+    if not m:
+        return nodelist.split(",")
+    names = []
+    for part in m.group(2).split(","):
+        lo, _, hi = part.partition("-")
+        names += [f"{m.group(1)}{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return names
+
+
+# long enough to be cancelled while it runs after its restart (it prints every ITERS/10)
+ITERS = 1500
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
+
+
+def resumed_job_cancelled(env):
+    """checkpoint, requeue onto 3 other nodes: the restored ranks on every new node are in
+    the job's extern step (their /proc/PID/cgroup says so); `scancel` then ends every one
+    of them, as it ends a job that was never restarted"""
+    cj = _crjob_cases()
+    cj._need_crjob(env)
+    s = cj._slurm()
+    c = s.Cluster(env, nodes=2 * s.NODES)
+    try:
+        out = os.path.join(c.work, "job.out")
+        app = os.path.realpath(s._app(env, "openmpi"))
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "10", "-o", out,
+                         cj._mpirun_script(env, c, iters=ITERS), extra=cj._crjob_env(c))
+        cj._wait_iteration(c, jobid, out, 0)
+        cj._wait_registered(c, jobid, s.NODES)
+        first = c.job(jobid)["NodeList"]
+        code, text = cj._crjob(c, "checkpoint", jobid)
+        assert code == 0, f"crjob checkpoint failed ({code}): {text}"
+        for argv in (("requeuehold", jobid), ("update", f"JobId={jobid}",
+                                               f"ExcNodeList={first}"), ("release", jobid)):
+            code, text = c.cmd("scontrol", *argv)
+            assert code == 0, f"scontrol {' '.join(argv)}: {text}"
+        # resumed: running again, on other nodes, with every rank restored there
+        deadline = time.time() + 240
+        while True:
+            j = c.job(jobid)
+            new = _expand(j["NodeList"]) if j["JobState"] == "RUNNING" else []
+            ranks = _app_pids(c, app, new) if j.get("Restarts") == "1" else {}
+            if len(ranks) == s.NODES * s.PPN:
+                break
+            assert time.time() < deadline and j["JobState"] not in TERMINAL, \
+                f"job {jobid} did not resume ({j['JobState']}, on {new}, " \
+                f"{len(ranks)} ranks): {s._read(out)[-2000:]}"
+            time.sleep(0.5)
+        assert not set(new) & set(_expand(first)), f"resumed on {new} after {first}"
+        outside = [p for p, cg in ranks.items()
+                   if f"/job_{jobid}/step_extern" not in cg]
+        assert not outside, f"restored ranks outside job {jobid}'s extern step: " + \
+            "; ".join(f"{p}: {ranks[p].strip()}" for p in outside)
+        code, text = c.cmd("scancel", jobid)
+        assert code == 0, f"scancel: {text}"
+        c.wait_job(jobid, lambda j: j["JobState"] == "CANCELLED", "cancelled", 60)
+        deadline = time.time() + 60
+        while _app_pids(c, app, new) and time.time() < deadline:
+            time.sleep(0.5)
+        left = _app_pids(c, app, new)
+        assert not left, f"ranks of cancelled job {jobid} still run: {sorted(left)}"
+    finally:
+        c.down()
+
+
+def _procs_of(c, exe_name, node_names):
+    """{pid: (uid, cgroup text)} of processes whose executable is named exe_name in the
+    given nodes' namespaces"""
+    want = {_netns_inode(n["netns"]) for n in c.state["nodes"] if n["name"] in node_names}
+    found = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if os.path.basename(os.path.realpath(f"/proc/{d}/exe")) != exe_name or \
+                    os.stat(f"/proc/{d}/ns/net").st_ino not in want:
+                continue
+            with open(f"/proc/{d}/cgroup") as f:
+                found[int(d)] = (os.stat(f"/proc/{d}").st_uid, f.read())
+        except OSError:
+            continue
+    return found
+
+
+def mpirun_via_agents(env):
+    """mpirun with crmpi-rsh in agent mode (CRMPI_VIA=agent): the orted of the 2nd and
+    3rd node are started by those nodes' agents, inside the job's extern step there;
+    `crjob checkpoint` mid-run commits them and the job ends with the uninterrupted
+    result.  `crjob spawn` is refused for another user and on a node not in the job"""
+    cj = _crjob_cases()
+    cj._need_crjob(env)
+    s = cj._slurm()
+    want = s.reference(env, cj.ITERS)
+    c = s.Cluster(env, nodes=s.NODES + 1)
+    try:
+        out = os.path.join(c.work, "job.out")
+        script = cj._mpirun_script(env, c)
+        with open(script) as f:
+            body = f.read()
+        with open(script, "w") as f:
+            f.write(body.replace("export TMPDIR=", "export CRMPI_VIA=agent\nexport TMPDIR=", 1))
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out, script,
+                         extra=cj._crjob_env(c))
+        cj._wait_iteration(c, jobid, out, 0)
+        cj._wait_registered(c, jobid, s.NODES)
+        nodes = _expand(c.job(jobid)["NodeList"])
+        orted = _procs_of(c, "orted", nodes[1:])
+        assert len(orted) == s.NODES - 1, f"orted on {nodes[1:]}: {sorted(orted)}"
+        outside = [p for p, (_, cg) in orted.items() if f"/job_{jobid}/step_extern" not in cg]
+        assert not outside, f"orted outside job {jobid}'s extern step: " + \
+            "; ".join(f"{p}: {orted[p][1].strip()}" for p in outside)
+        # refused: another user, and a node where the job has no step
+        spare = [n for n in c.state["nodes"] if n["name"] not in nodes][0]
+        node2 = [n for n in c.state["nodes"] if n["name"] == nodes[1]][0]
+        for who, node, why in ((65534, node2, "another user"), (None, spare, "a spare node")):
+            code, text = cj._crjob(c, "spawn", jobid, "--agent", f"{node['ip']}:7710", "--",
+                                   "/bin/true", user=who)
+            assert code != 0 and ("may not act" in text or "extern step" in text), \
+                f"spawn by {why} not refused ({code}): {text}"
+        code, text = cj._crjob(c, "checkpoint", jobid)
+        assert code == 0 and "generation 1 committed" in text, \
+            f"crjob checkpoint failed ({code}): {text}"
+        j = c.wait_done(jobid, 180)
+        text = s._read(out)
+        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-2000:]}"
+        assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
+    finally:
+        c.down()
+
+
+CASES = [("resumed-job-cancelled", resumed_job_cancelled),
+         ("mpirun-via-agents", mpirun_via_agents)]
