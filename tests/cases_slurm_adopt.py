@@ -32,23 +32,24 @@ def _netns_inode(path):
         return None
 
 
-def _app_pids(c, app, node_names):
-    """{pid: cgroup text} of the MPI ranks (processes of app) in the given nodes' namespaces"""
+def _procs(c, exe, node_names):
+    """{pid: /proc/PID/cgroup} of the live processes running exe (a path, or a bare name)
+    in the given nodes' network namespaces"""
     want = {_netns_inode(n["netns"]) for n in c.state["nodes"] if n["name"] in node_names}
     found = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
-            if os.path.realpath(f"/proc/{d}/exe") != app:
+            path = os.path.realpath(f"/proc/{d}/exe")
+            if (path if "/" in exe else os.path.basename(path)) != exe or \
+                    os.stat(f"/proc/{d}/ns/net").st_ino not in want:
                 continue
-            if os.stat(f"/proc/{d}/ns/net").st_ino not in want:
-                continue
-            with open(f"/proc/{d}/cgroup") as f:
-                found[int(d)] = f.read()
             with open(f"/proc/{d}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    del found[int(d)]
+                    continue
+            with open(f"/proc/{d}/cgroup") as f:
+                found[int(d)] = f.read()
         except OSError:
             continue
     return found
@@ -98,7 +99,7 @@ def resumed_job_cancelled(env):
         while True:
             j = c.job(jobid)
             new = _expand(j["NodeList"]) if j["JobState"] == "RUNNING" else []
-            ranks = _app_pids(c, app, new) if j.get("Restarts") == "1" else {}
+            ranks = _procs(c, app, new) if j.get("Restarts") == "1" else {}
             if len(ranks) == s.NODES * s.PPN:
                 break
             assert time.time() < deadline and j["JobState"] not in TERMINAL, \
@@ -114,31 +115,12 @@ def resumed_job_cancelled(env):
         assert code == 0, f"scancel: {text}"
         c.wait_job(jobid, lambda j: j["JobState"] == "CANCELLED", "cancelled", 60)
         deadline = time.time() + 60
-        while _app_pids(c, app, new) and time.time() < deadline:
+        while _procs(c, app, new) and time.time() < deadline:
             time.sleep(0.5)
-        left = _app_pids(c, app, new)
+        left = _procs(c, app, new)
         assert not left, f"ranks of cancelled job {jobid} still run: {sorted(left)}"
     finally:
         c.down()
-
-
-def _procs_of(c, exe_name, node_names):
-    """{pid: (uid, cgroup text)} of processes whose executable is named exe_name in the
-    given nodes' namespaces"""
-    want = {_netns_inode(n["netns"]) for n in c.state["nodes"] if n["name"] in node_names}
-    found = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            if os.path.basename(os.path.realpath(f"/proc/{d}/exe")) != exe_name or \
-                    os.stat(f"/proc/{d}/ns/net").st_ino not in want:
-                continue
-            with open(f"/proc/{d}/cgroup") as f:
-                found[int(d)] = (os.stat(f"/proc/{d}").st_uid, f.read())
-        except OSError:
-            continue
-    return found
 
 
 def mpirun_via_agents(env):
@@ -163,11 +145,11 @@ def mpirun_via_agents(env):
         cj._wait_iteration(c, jobid, out, 0)
         cj._wait_registered(c, jobid, s.NODES)
         nodes = _expand(c.job(jobid)["NodeList"])
-        orted = _procs_of(c, "orted", nodes[1:])
+        orted = _procs(c, "orted", nodes[1:])
         assert len(orted) == s.NODES - 1, f"orted on {nodes[1:]}: {sorted(orted)}"
-        outside = [p for p, (_, cg) in orted.items() if f"/job_{jobid}/step_extern" not in cg]
+        outside = [p for p, cg in orted.items() if f"/job_{jobid}/step_extern" not in cg]
         assert not outside, f"orted outside job {jobid}'s extern step: " + \
-            "; ".join(f"{p}: {orted[p][1].strip()}" for p in outside)
+            "; ".join(f"{p}: {orted[p].strip()}" for p in outside)
         # refused: another user, and a node where the job has no step
         spare = [n for n in c.state["nodes"] if n["name"] not in nodes][0]
         node2 = [n for n in c.state["nodes"] if n["name"] == nodes[1]][0]
