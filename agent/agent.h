@@ -152,6 +152,8 @@ enum job_phase {
 	J_KILLING,
 };
 
+#define JOB_MAX_ENDED	16
+
 struct job {
 	struct job *next;
 	char *id;
@@ -176,6 +178,12 @@ struct job {
 	struct event *hold;	/* held (frozen, dumped, restored) too long */
 	uint32_t deadline_ms;	/* FREEZE's: the coordinator's patience for the freeze */
 	enum job_phase held;
+	/* roots of trees restored here that ended (the agent reaps them): for WAIT */
+	struct {
+		pid_t pid;
+		int status;
+	} ended[JOB_MAX_ENDED];
+	int n_ended;
 	struct agent *a;
 };
 
@@ -219,6 +227,10 @@ int job_abort(struct job *j);
 int job_restore(struct job *j, Crjob__IpRemap **remap, size_t n_remap);
 int job_resume(struct job *j);
 int job_kill(struct job *j, char *why, size_t size);
+/* a child the agent did not start ended: a restored tree's root, maybe */
+void job_root_ended(struct agent *a, pid_t pid, int status);
+/* WAIT: 0 and the status of root pid that ended, -EAGAIN if it runs, -ESRCH if unknown */
+int job_root_status(const struct job *j, pid_t pid, int *status);
 /* let queued trees work while fewer than max_parallel do */
 void agent_pump(struct agent *a);
 /* the hook of a tree reached an action; 'y' lets it go on */

@@ -105,8 +105,11 @@ void child_reap(struct agent *a)
 
 	while ((pid = waitpid(-1, &status, WNOHANG | __WALL)) > 0) {
 		c = child_take(a, pid);
-		if (!c)
-			continue;	/* an adopted orphan or a restored tree */
+		if (!c) {
+			/* an adopted orphan or a restored tree */
+			job_root_ended(a, pid, status);
+			continue;
+		}
 		if (c->done)
 			c->done(a, pid, status, c->arg);
 		free(c);

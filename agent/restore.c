@@ -177,3 +177,39 @@ int job_kill(struct job *j, char *why, size_t size)
 	job_progress(j);
 	return 0;
 }
+
+void job_root_ended(struct agent *a, pid_t pid, int status)
+{
+	struct job *j;
+	int i;
+
+	for (j = a->jobs; j; j = j->next)
+		for (i = 0; i < j->ntrees; i++) {
+			if (j->trees[i].pid != pid)
+				continue;
+			/* the oldest status goes first */
+			if (j->n_ended == JOB_MAX_ENDED)
+				memmove(&j->ended[0], &j->ended[1],
+					--j->n_ended * sizeof(j->ended[0]));
+			j->ended[j->n_ended].pid = pid;
+			j->ended[j->n_ended++].status = status;
+			alog("job %s: restored tree %d ended (wait status 0x%x)\n", j->id, pid,
+			     status);
+			return;
+		}
+}
+
+int job_root_status(const struct job *j, pid_t pid, int *status)
+{
+	int i;
+
+	for (i = j->n_ended - 1; i >= 0; i--)
+		if (j->ended[i].pid == pid) {
+			*status = j->ended[i].status;
+			return 0;
+		}
+	for (i = 0; i < j->ntrees; i++)
+		if (j->trees[i].pid == pid)
+			return kill(pid, 0) == 0 ? -EAGAIN : -ESRCH;
+	return -ESRCH;
+}

@@ -113,6 +113,56 @@ static void refuse(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_pee
 	send_reply(c, m->id, m->op, err, why, j);
 }
 
+/*
+ * WAIT: how the roots of trees restored here ended, for the job's owner.  The
+ * batch step of a resumed job (crjob resume) exits with its batch tree's
+ * status, as the batch script would have.
+ */
+static void wait_serve(struct agent *a, struct rpc_conn *c, const Crjob__Msg *m,
+		       const struct rpc_peer *from)
+{
+	Crjob__Msg r = CRJOB__MSG__INIT;
+	Crjob__Tree *trees = NULL, **tp = NULL;
+	const struct job *j = m->job ? job_find(a, m->job) : NULL;
+	char why[256] = "";
+	int ret = j ? 0 : -ESRCH, status;
+	size_t i;
+
+	if (!j)
+		snprintf(why, sizeof(why), "no such job on this node");
+	else
+		ret = auth_request(a, from->uid, j->owner, why, sizeof(why));
+	if (!ret) {
+		trees = calloc(m->n_trees + 1, sizeof(*trees));
+		tp = calloc(m->n_trees + 1, sizeof(*tp));
+		ret = trees && tp ? 0 : -ENOMEM;
+	}
+	for (i = 0; !ret && i < m->n_trees; i++) {
+		ret = job_root_status(j, m->trees[i]->pid, &status);
+		crjob__tree__init(&trees[i]);
+		trees[i].pid = m->trees[i]->pid;
+		trees[i].has_status = !ret;
+		trees[i].status = status;
+		tp[i] = &trees[i];
+		if (ret)
+			snprintf(why, sizeof(why), "tree %u %s", m->trees[i]->pid,
+				 ret == -EAGAIN ? "still runs" : "was not restored here");
+	}
+	r.kind = CRJOB__KIND__REPLY;
+	r.id = m->id;
+	r.op = m->op;
+	r.has_error = true;
+	r.error = ret;
+	r.message = *why ? why : NULL;
+	if (!ret) {
+		r.n_trees = m->n_trees;
+		r.trees = tp;
+	}
+	rpc_send(c, &r);
+	free(trees);
+	free(tp);
+}
+
 static void ping(struct agent *a, struct rpc_conn *c, const Crjob__Msg *m)
 {
 	Crjob__Msg r = CRJOB__MSG__INIT;
@@ -357,6 +407,10 @@ void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *f
 	}
 	if (m->op == CRJOB__OP__SPAWN) {
 		spawn_serve(a, c, m, from);
+		return;
+	}
+	if (m->op == CRJOB__OP__WAIT) {
+		wait_serve(a, c, m, from);
 		return;
 	}
 	ret = request_ok(a, m, why, sizeof(why));

@@ -11,7 +11,8 @@
  * the first of the new: the batch tree comes back where Slurm runs the batch
  * step.  Then RESTART at the job's coordinator (restored frozen everywhere,
  * one coordinated thaw), and this process stays as the batch step's task
- * until the restored batch tree ends.  If the job cannot be restored (no
+ * until the restored batch tree ends, and exits with its status (the agent
+ * that reaped it says: WAIT).  If the job cannot be restored (no
  * generation, nodes that do not fit, a failed restore, which the
  * coordinator cleans up everywhere), the batch script runs from the
  * beginning, as it would have without crjob.
@@ -22,12 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "crjob.h"
 #include "store.h"
 
 #define RESUME_COORD_WAIT_S	30	/* the plugin starts the coordinator beside us */
+#define RESUME_REAP_WAIT_MS	5000	/* the agent reaps the batch tree's root */
 
 struct snode {
 	char name[256];
@@ -233,6 +236,47 @@ static int wait_trees(const Crjob__Node *old)
 	return EX_DONE;
 }
 
+/*
+ * The exit code of this node's first tree (the batch tree: the plugin
+ * registers it first), as the shell would give it: its exit status, or 128 +
+ * the signal that killed it.  The agent reaped it; it may not have yet.
+ */
+static int tree_exit_code(struct cli *cli, const char *agent, const Crjob__Node *old)
+{
+	Crjob__Tree t = CRJOB__TREE__INIT, *tp = &t;
+	Crjob__Msg req, *rep = NULL;
+	struct rpc *r;
+	int tries, ret, code = EX_DONE;
+
+	if (!old->n_trees || rpc_new(cli->munge_socket, 0, &r))
+		return EX_DONE;
+	cli_request(&req, CRJOB__OP__WAIT, cli->job);
+	t.pid = old->trees[0]->pid;
+	req.trees = &tp;
+	req.n_trees = 1;
+	for (tries = 0; tries < RESUME_REAP_WAIT_MS / 100; tries++) {
+		ret = rpc_call(r, agent, &req, CALL_TIMEOUT_MS, NULL, NULL, &rep);
+		if (ret || rep->error != -EAGAIN)
+			break;
+		crjob__msg__free_unpacked(rep, NULL);
+		rep = NULL;
+		usleep(100000);
+	}
+	if (!ret && rep && !rep->error && rep->n_trees && rep->trees[0]->has_status) {
+		int st = rep->trees[0]->status;
+
+		code = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 0;
+	} else {
+		fprintf(stderr, "crjob resume: job %s: how tree %u ended is not known (%s)\n",
+			cli->job, t.pid, ret ? strerror(-ret) :
+			rep && rep->message ? rep->message : "no status");
+	}
+	if (rep)
+		crjob__msg__free_unpacked(rep, NULL);
+	rpc_free(r);
+	return code;
+}
+
 /* The batch script from the beginning, when the job cannot be resumed. */
 static int run_script(char **script, int ret)
 {
@@ -252,7 +296,7 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	struct nodelist nl = { };
 	Crjob__Status *st = NULL;
 	uint64_t gen = 0;
-	int *map = NULL, ret, mine = -1;
+	int *map = NULL, ret, mine = -1, code = EX_DONE;
 	char **script = NULL;
 	size_t i;
 
@@ -297,12 +341,19 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 			mine = i;
 	}
 	ret = restart(cli, st, gen, &nl, map);
-	if (!ret && mine >= 0)
-		ret = wait_trees(st->nodes[mine]);
+	if (!ret && mine >= 0) {
+		const char *port = getenv("CRJOB_AGENT_PORT");
+		char agent[128];
+
+		snprintf(agent, sizeof(agent), "%s:%s", nl.v[map[mine]].addr,
+			 port && *port ? port : "7710");
+		wait_trees(st->nodes[mine]);
+		code = tree_exit_code(cli, agent, st->nodes[mine]);
+	}
 out:
 	free(map);
 	free(nl.v);
 	crjob__status__free_unpacked(st, NULL);
 	/* nothing of the job runs (a failed RESTART is cleaned up everywhere) */
-	return ret == EX_DONE ? ret : run_script(script, ret);
+	return ret == EX_DONE ? code : run_script(script, ret);
 }
