@@ -419,6 +419,8 @@ int ckpt_start(struct coord *co, bool stop)
 		return -ESRCH;
 	if (!co->nodes.n)
 		return -ENODEV;
+	if (steps_running(co))
+		return -EOPNOTSUPP;
 	k = calloc(1, sizeof(*k));
 	if (!k)
 		return -ENOMEM;

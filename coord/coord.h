@@ -58,6 +58,8 @@ struct caller {
 	Crjob__Op op;
 };
 
+#define COORD_MAX_STEPS	256
+
 struct coord {
 	struct event_base *base;
 	struct rpc *rpc;
@@ -85,7 +87,21 @@ struct coord {
 	double last_event;		/* last progress EVENT sent to the caller */
 	struct event *tick;		/* periodic checkpoints */
 	bool exiting;
+	/*
+	 * srun steps of the job running now ("J.S@NODE", from the SPANK plugin),
+	 * and those that ended (an end may be told before its start)
+	 */
+	char *steps[COORD_MAX_STEPS];
+	int nsteps;
+	char *ended[COORD_MAX_STEPS];
+	int nended;
 };
+
+/* steps.c */
+int steps_update(struct coord *co, const Crjob__Msg *m);
+/* the first running srun step, NULL if none */
+const char *steps_running(const struct coord *co);
+void steps_free(struct coord *co);
 
 /* util.c */
 double now_s(void);

@@ -232,6 +232,7 @@ static void stop(struct coord *co, struct opts *o)
 		unlink(o->pidfile);
 	periodic_free(co);
 	nodeset_free(co, &co->nodes);
+	steps_free(co);
 	nodeset_free(co, &co->lingering);
 	shards_stop(co);
 	if (co->lst)

@@ -32,7 +32,10 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	}
 	co->caller.c = NULL;
 	ret = ckpt_start(co, false);
-	if (ret && ret != -ESRCH)
+	if (ret == -EOPNOTSUPP)
+		pr_info("job %s: periodic checkpoint skipped: srun step %s runs\n", co->job,
+			steps_running(co));
+	else if (ret && ret != -ESRCH)
 		pr_err("job %s: periodic checkpoint not started: %s\n", co->job, strerror(-ret));
 }
 

@@ -93,6 +93,9 @@ static void status_text(struct coord *co, char *buf, size_t len)
 		off += snprintf(buf + off, len - off, "%s %s", n == 1 ? ": waiting for" : "",
 				co->nodes.v[i]->n->name);
 	}
+	if (steps_running(co) && off < len)
+		snprintf(buf + off, len - off, "; srun step %s runs (%d on nodes): no checkpoint "
+			 "until it ends", steps_running(co), co->nsteps);
 }
 
 static void do_status(struct coord *co, struct rpc_conn *c, const Crjob__Msg *m)
@@ -155,7 +158,7 @@ static void do_set_interval(struct coord *co, struct rpc_conn *c, const Crjob__M
 static void do_register(struct coord *co, struct rpc_conn *c, const Crjob__Msg *m)
 {
 	size_t i;
-	int j, ret = 0;
+	int j, ret = steps_update(co, m);
 
 	for (i = 0; !ret && i < m->n_nodes; i++) {
 		for (j = 0; j < co->nodes.n; j++)
@@ -183,9 +186,10 @@ static void do_register(struct coord *co, struct rpc_conn *c, const Crjob__Msg *
 		reply_to(c, m, ret, "out of memory", NULL, NULL, 0);
 		return;
 	}
-	if (!strcmp(co->phase, "stopped"))
+	if (m->n_nodes && !strcmp(co->phase, "stopped"))
 		co->phase = "idle";
-	state_save_layout(co);
+	if (m->n_nodes)
+		state_save_layout(co);
 	do_status(co, c, m);
 }
 
@@ -224,7 +228,12 @@ static void do_operation(struct coord *co, struct rpc_conn *c, const Crjob__Msg 
 		if (m->has_keep)
 			co->keep = m->keep;
 		ret = ckpt_start(co, m->has_stop && m->stop);
-		if (ret)
+		if (ret == -EOPNOTSUPP)
+			snprintf(why, sizeof(why), "job %s: can't checkpoint while srun step %s "
+				 "runs: tasks srun launches cannot be restored (launch MPI with "
+				 "mpirun or mpiexec through crmpi-rsh); the job runs on", co->job,
+				 steps_running(co));
+		else if (ret)
 			snprintf(why, sizeof(why), "job %s: can't checkpoint: %s", co->job,
 				 start_error(co, ret));
 	} else {

@@ -1,4 +1,9 @@
-/* crjob register JOBID --node NAME,AGENT_HOST:PORT,IP[,PID[+PID...]]...: add or replace nodes. */
+/*
+ * crjob register JOBID [--node NAME,AGENT_HOST:PORT,IP[,PID[+PID...]]]...
+ *                      [--step-begun J.S@NODE]... [--step-ended J.S@NODE]...
+ * Add or replace nodes; tell the coordinator that srun steps began or ended
+ * (the SPANK plugin: no checkpoint while one runs, coord/steps.c).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -6,8 +11,10 @@
 
 int cmd_register(struct cli *cli, int argc, char **argv)
 {
-	const char *specs[CLI_MAX_MULTI];
-	struct cli_arg args[] = { { "node", true, NULL, specs }, { 0 } };
+	static const char *specs[CLI_MAX_MULTI], *begun[CLI_MAX_MULTI], *ended[CLI_MAX_MULTI];
+	struct cli_arg args[] = { { "node", true, NULL, specs },
+				  { "step-begun", true, NULL, begun },
+				  { "step-ended", true, NULL, ended }, { 0 } };
 	Crjob__Node **nodes;
 	Crjob__Msg req, *rep;
 	int i, ret;
@@ -15,11 +22,11 @@ int cmd_register(struct cli *cli, int argc, char **argv)
 	ret = cli_args(cli, argc, argv, args, true);
 	if (ret)
 		return ret;
-	if (!args[0].nmulti) {
-		fprintf(stderr, "crjob register: give nodes with --node SPEC\n");
+	if (!args[0].nmulti && !args[1].nmulti && !args[2].nmulti) {
+		fprintf(stderr, "crjob register: give nodes with --node SPEC, or steps\n");
 		return EX_USAGE;
 	}
-	nodes = calloc(args[0].nmulti, sizeof(*nodes));
+	nodes = calloc(args[0].nmulti + 1, sizeof(*nodes));
 	for (i = 0; nodes && i < args[0].nmulti; i++) {
 		if (node_parse_spec(specs[i], &nodes[i])) {
 			fprintf(stderr, "crjob register: bad --node '%s' "
@@ -30,6 +37,10 @@ int cmd_register(struct cli *cli, int argc, char **argv)
 	cli_request(&req, CRJOB__OP__REGISTER, cli->job);
 	req.nodes = nodes;
 	req.n_nodes = args[0].nmulti;
+	req.steps_begun = (char **)begun;
+	req.n_steps_begun = args[1].nmulti;
+	req.steps_ended = (char **)ended;
+	req.n_steps_ended = args[2].nmulti;
 	ret = cli_call(cli, &req, CALL_TIMEOUT_MS, false, &rep);
 	if (!ret) {
 		if (rep->status)

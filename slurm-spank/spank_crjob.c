@@ -32,10 +32,12 @@
  *   init_post_opt, remote, batch step: start the job's coordinator,
  *	crjob-coord --job JOBID --store DIR [--interval S] --owner UID,
  *	on the first node; it writes STORE/coord/JOBID, where crjob finds it.
- *   task_post_fork, remote, every step but the extern one: note the task's
- *	PID; once every local task of the step is forked, register the node:
- *	crjob register JOBID --node NODE,IP:AGENT_PORT,IP,PID+PID...
- *	(retried while the coordinator is not up yet: exit 3).
+ *   task_post_fork, remote, batch step: note the task's PID and register
+ *	the node: crjob register JOBID --node NODE,IP:AGENT_PORT,IP,PID
+ *	(retried while the coordinator is not up yet: exit 3).  Other steps
+ *	(srun): crjob register JOBID --step-begun JOBID.STEP@NODE, and at the
+ *	step's exit --step-ended: no checkpoint while one runs (its tasks hang
+ *	off slurmstepd and cannot be restored).
  *   task_init, remote, when SLURM_RESTART_COUNT is set (or --restart-from):
  *	look for a committed generation of the job (or of --restart-from) in
  *	the store; CRJOB_RESTORE_GENERATION=G tells the task what was found.
@@ -70,8 +72,10 @@
  *   namespace (slurm.pmix.JOBID.STEP: same job id, steps numbered again from
  *   0) but not the old connection, so crmpi replaces it by a connection to a
  *   small PMIx proxy (crmpi) that is part of the tree and forwards to
- *   whatever server the node has now.  Until then srun --mpi=pmix jobs are
- *   restarted from the beginning.
+ *   whatever server the node has now.  Until then the coordinator refuses
+ *   a checkpoint while an srun step runs (task_post_fork tells it), and a
+ *   requeued job resumes from a generation taken between steps, or starts
+ *   over.
  *
  *   mpirun inside sbatch: with OMPI_MCA_plm_rsh_agent=crmpi-rsh, orted on
  *   each node is started detached in that node (its network namespace here,
@@ -546,6 +550,26 @@ static const char *jobs_of(uint32_t job, char *buf)
 
 static long last_generation(const char *dir, const char *job);
 
+/*
+ * An srun step began or ended on this node: its tasks hang off slurmstepd and
+ * cannot be restored, so the coordinator takes no checkpoint while it runs
+ * (coord/steps.c), and its tasks are not registered as the node's trees (that
+ * would replace the batch tree).
+ */
+static void step_note(spank_t sp, uint32_t job, uint32_t step, const char *node,
+		      const char *what)
+{
+	char jobs[16], id[128], *argv[12];
+	uid_t uid;
+	gid_t gid;
+
+	if (!job_store()[0] || owner(sp, &uid, &gid))
+		return;
+	snprintf(jobs, sizeof(jobs), "%u", job);
+	snprintf(id, sizeof(id), "%u.%u@%s", job, step, node);
+	run_detached(crjob_argv(argv, 12, "register", jobs, what, id, NULL), uid, gid, 1);
+}
+
 int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 {
 	uint32_t job, step, nlocal, restarts = 0;
@@ -575,6 +599,10 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 		return 0;
 
 	node_name(name, sizeof(name));
+	if (step != SLURM_BATCH_SCRIPT) {
+		step_note(sp, job, step, name, "--step-begun");
+		return 0;
+	}
 	if (node_ip(ip, sizeof(ip))) {
 		slurm_error("crjob: job %u: no address for node %s: not registered", job, name);
 		return 0;
@@ -918,8 +946,15 @@ int slurm_spank_exit(spank_t sp, int ac, char **av)
 	gid_t gid;
 
 	if (!spank_remote(sp) || !opt_checkpoint || !job_store()[0] || step_ids(sp, &job, &step) ||
-	    step != SLURM_BATCH_SCRIPT || owner(sp, &uid, &gid))
+	    step == SLURM_EXTERN_CONT || owner(sp, &uid, &gid))
 		return 0;
+	if (step != SLURM_BATCH_SCRIPT) {
+		char name[64];
+
+		node_name(name, sizeof(name));
+		step_note(sp, job, step, name, "--step-ended");
+		return 0;
+	}
 	snprintf(jobs, sizeof(jobs), "%u", job);
 	{
 		char *argv[12];

@@ -579,8 +579,9 @@ def spank_options(env, c):
 
 def spank_calls(env):
     """with --checkpoint=30s the plugin starts the coordinator from the batch step,
-    registers each node's task PIDs of every step with crjob, and shuts the
-    coordinator down at the end (crjob and crjob-coord are stubs that log)"""
+    registers the batch task's PID, tells when the srun step begins and ends on each
+    node, and shuts the coordinator down at the end (crjob and crjob-coord are stubs
+    that log)"""
     if not os.path.exists(os.path.join(env.builddir, "slurm-spank", "spank_crjob.so")):
         raise unittest.SkipTest("spank_crjob.so is not built (no slurm/spank.h: libslurm-dev)")
     calls, up_args = _stubs(env)
@@ -602,11 +603,13 @@ def spank_calls(env):
                 f"crjob --store {store} --munge-socket {ms} register {jobid} --node "
                 f"{node1},{ip[node1]}:7710,{ip[node1]},{batch}",
                 f"crjob --store {store} --munge-socket {ms} shutdown {jobid}"]
+        # the srun step's tasks are not trees of the job: the coordinator hears of the
+        # step on each node, so that it takes no checkpoint while the step runs
         tasks = re.findall(r"^task (\S+) (\d+)$", text, re.M)
         for node in sorted({t[0] for t in tasks}):
-            pids = [t[1] for t in tasks if t[0] == node]
-            want.append((f"crjob --store {store} --munge-socket {ms} register {jobid} --node "
-                         f"{node},{ip[node]}:7710,{ip[node]},", sorted(pids)))
+            for what in ("begun", "ended"):
+                want.append(f"crjob --store {store} --munge-socket {ms} register {jobid} "
+                            f"--step-{what} {jobid}.0@{node}")
         deadline = time.time() + 15
         while True:
             got = _read(calls).splitlines()
