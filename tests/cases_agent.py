@@ -631,6 +631,31 @@ def sigterm_releases(env):
         a.stop()
 
 
+def spawn_refused(env):
+    """SPAWN (crjob spawn) starts nothing where the caller's Slurm job has no extern step
+    on the node, nor for a job id that is not Slurm's, nor as another user: refused with
+    the reason, logged, and the agent serves on"""
+    a = Agent(env)
+    try:
+        crjob = os.path.join(env.builddir, "crjob", "crjob")
+        mark = os.path.join(env.tmpdir, "spawned")
+        for job, user, why in (("4242", None, "no extern step of Slurm job 4242"),
+                               ("j1", None, "not a Slurm job id"),
+                               ("4242", 65534, "no extern step of Slurm job 4242 of uid 65534")):
+            argv = [crjob, "--munge-socket", a.munged.socket, "spawn", job, "--agent", a.addr,
+                    "--", "/bin/touch", mark]
+            if user is not None:
+                argv = [shutil.which("setpriv"), f"--reuid={user}", f"--regid={user}",
+                        "--clear-groups"] + argv
+            r = _runner.run(argv)
+            assert r.code == 1 and why in r.out, f"spawn of job {job} not refused: {r.code} {r.out}"
+        assert not os.path.exists(mark), "a refused SPAWN ran its program"
+        assert "refused SPAWN of job 4242 from uid 65534" in a.logtext(), a.logtext()[-2000:]
+        a.ok("PING")
+    finally:
+        a.stop()
+
+
 CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("abort-runs-on", abort_runs_on),
          ("restore-resume", restore_resume),
@@ -642,4 +667,5 @@ CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("dump-progress-events", dump_progress_events),
          ("coordinator-gone", coordinator_gone),
          ("config-file", config_file),
-         ("sigterm-releases", sigterm_releases)]
+         ("sigterm-releases", sigterm_releases),
+         ("spawn-refused", spawn_refused)]
