@@ -547,8 +547,10 @@ static int conn_handshake(struct rpc_conn *c, int type, const uint8_t *body, siz
 			type);
 		return -EPROTO;
 	}
-	if (!ret)
+	if (!ret) {
 		c->state = READY;
+		snprintf(c->peer.addr, sizeof(c->peer.addr), "%s", c->addr);
+	}
 	return ret;
 }
 

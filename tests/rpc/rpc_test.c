@@ -52,8 +52,9 @@ static void srv_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_pe
 		rpc_send(c, &ev);
 		rpc_send(c, &ev);
 	}
-	snprintf(text, sizeof(text), "echo %s uid %u job %s", rpc_op_name(m->op),
-		 (unsigned)from->uid, m->job ? m->job : "-");
+	/* the peer's address, as the daemons log it */
+	snprintf(text, sizeof(text), "echo %s uid %u job %s from %.10s", rpc_op_name(m->op),
+		 (unsigned)from->uid, m->job ? m->job : "-", from->addr);
 	r.kind = CRJOB__KIND__REPLY;
 	r.id = m->id;
 	r.op = m->op;
@@ -128,7 +129,8 @@ static int ping(struct rpc *r, const char *addr, const char *job, uint64_t id, c
 		snprintf(why, size, "rpc_call: %s", strerror(-ret));
 		return ret;
 	}
-	snprintf(want, sizeof(want), "echo PING uid %u job %s", (unsigned)getuid(), job);
+	snprintf(want, sizeof(want), "echo PING uid %u job %s from 127.0.0.1:", (unsigned)getuid(),
+		 job);
 	if (rep->id != id || !rep->message || strcmp(rep->message, want)) {
 		snprintf(why, size, "reply id %llu message '%s'", (unsigned long long)rep->id,
 			 rep->message ? rep->message : "(none)");
