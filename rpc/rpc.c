@@ -661,6 +661,9 @@ int rpc_send(struct rpc_conn *c, const Crjob__Msg *m)
 		ret = msg_frame(c->s, m, &frame, &len);
 		return ret ? ret : conn_write(c, frame, len);
 	}
+	/* a server speaks after the HELLO only */
+	if (!c->pending)
+		return -ENOTCONN;
 	/* before the WELCOME there is no key yet: kept packed until then */
 	if (plen + SESS_TAG_LEN + 1 > RPC_MAX_FRAME) {
 		rpc_log("can't send %s: %zu bytes, more than %u\n", rpc_op_name(m->op), plen,
