@@ -72,10 +72,13 @@ ITERS = 1500
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
 
 
-def resumed_job_cancelled(env):
-    """checkpoint, requeue onto 3 other nodes: the restored ranks on every new node are in
-    the job's extern step (their /proc/PID/cgroup says so); `scancel` then ends every one
-    of them, as it ends a job that was never restarted"""
+def agents_requeue_cancel(env):
+    """mpirun with crmpi-rsh in agent mode (CRMPI_VIA=agent): the orted of the 2nd and
+    3rd node are started by those nodes' agents inside the job's extern step there, and
+    `crjob spawn` is refused for another user and on a node not in the job.  Checkpoint,
+    requeue onto 3 other nodes: the restored ranks on every new node are in the job's
+    extern step (their /proc/PID/cgroup says so); `scancel` then ends every one of them,
+    as it ends a job that was never restarted"""
     cj = _crjob_cases()
     cj._need_crjob(env)
     s = cj._slurm()
@@ -83,13 +86,32 @@ def resumed_job_cancelled(env):
     try:
         out = os.path.join(c.work, "job.out")
         app = os.path.realpath(s._app(env, "openmpi"))
-        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "10", "-o", out,
-                         cj._mpirun_script(env, c, iters=ITERS), extra=cj._crjob_env(c))
+        script = cj._mpirun_script(env, c, iters=ITERS)
+        with open(script) as f:
+            body = f.read()
+        with open(script, "w") as f:
+            f.write(body.replace("export TMPDIR=", "export CRMPI_VIA=agent\nexport TMPDIR=", 1))
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "10", "-o", out, script,
+                         extra=cj._crjob_env(c))
         cj._wait_iteration(c, jobid, out, 0)
         cj._wait_registered(c, jobid, s.NODES)
         first = c.job(jobid)["NodeList"]
+        nodes = _expand(first)
+        orted = _procs(c, "orted", nodes[1:])
+        assert len(orted) == s.NODES - 1, f"orted on {nodes[1:]}: {sorted(orted)}"
+        outside = [p for p, cg in orted.items() if f"/job_{jobid}/step_extern" not in cg]
+        assert not outside, f"orted outside job {jobid}'s extern step: " + \
+            "; ".join(f"{p}: {orted[p].strip()}" for p in outside)
+        spare = [n for n in c.state["nodes"] if n["name"] not in nodes][0]
+        node2 = [n for n in c.state["nodes"] if n["name"] == nodes[1]][0]
+        for who, node, why in ((65534, node2, "another user"), (None, spare, "a spare node")):
+            code, text = cj._crjob(c, "spawn", jobid, "--agent", f"{node['ip']}:7710", "--",
+                                   "/bin/true", user=who)
+            assert code != 0 and "extern step" in text, \
+                f"spawn by {why} not refused ({code}): {text}"
         code, text = cj._crjob(c, "checkpoint", jobid)
-        assert code == 0, f"crjob checkpoint failed ({code}): {text}"
+        assert code == 0 and "generation 1 committed" in text, \
+            f"crjob checkpoint failed ({code}): {text}"
         _requeue_elsewhere(c, jobid, first)
         # resumed: running again, on other nodes, with every rank restored there
         deadline = time.time() + 240
@@ -103,7 +125,7 @@ def resumed_job_cancelled(env):
                 f"job {jobid} did not resume ({j['JobState']}, on {new}, " \
                 f"{len(ranks)} ranks): {s._read(out)[-2000:]}"
             time.sleep(0.5)
-        assert not set(new) & set(_expand(first)), f"resumed on {new} after {first}"
+        assert not set(new) & set(nodes), f"resumed on {new} after {first}"
         outside = [p for p, cg in ranks.items()
                    if f"/job_{jobid}/step_extern" not in cg]
         assert not outside, f"restored ranks outside job {jobid}'s extern step: " + \
@@ -116,52 +138,6 @@ def resumed_job_cancelled(env):
             time.sleep(0.5)
         left = _procs(c, app, new)
         assert not left, f"ranks of cancelled job {jobid} still run: {sorted(left)}"
-    finally:
-        c.down()
-
-
-def mpirun_via_agents(env):
-    """mpirun with crmpi-rsh in agent mode (CRMPI_VIA=agent): the orted of the 2nd and
-    3rd node are started by those nodes' agents, inside the job's extern step there;
-    `crjob checkpoint` mid-run commits them and the job ends with the uninterrupted
-    result.  `crjob spawn` is refused for another user and on a node not in the job"""
-    cj = _crjob_cases()
-    cj._need_crjob(env)
-    s = cj._slurm()
-    want = s.reference(env, cj.ITERS)
-    c = s.Cluster(env, nodes=s.NODES + 1)
-    try:
-        out = os.path.join(c.work, "job.out")
-        script = cj._mpirun_script(env, c)
-        with open(script) as f:
-            body = f.read()
-        with open(script, "w") as f:
-            f.write(body.replace("export TMPDIR=", "export CRMPI_VIA=agent\nexport TMPDIR=", 1))
-        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out, script,
-                         extra=cj._crjob_env(c))
-        cj._wait_iteration(c, jobid, out, 0)
-        cj._wait_registered(c, jobid, s.NODES)
-        nodes = _expand(c.job(jobid)["NodeList"])
-        orted = _procs(c, "orted", nodes[1:])
-        assert len(orted) == s.NODES - 1, f"orted on {nodes[1:]}: {sorted(orted)}"
-        outside = [p for p, cg in orted.items() if f"/job_{jobid}/step_extern" not in cg]
-        assert not outside, f"orted outside job {jobid}'s extern step: " + \
-            "; ".join(f"{p}: {orted[p].strip()}" for p in outside)
-        # refused: another user, and a node where the job has no step
-        spare = [n for n in c.state["nodes"] if n["name"] not in nodes][0]
-        node2 = [n for n in c.state["nodes"] if n["name"] == nodes[1]][0]
-        for who, node, why in ((65534, node2, "another user"), (None, spare, "a spare node")):
-            code, text = cj._crjob(c, "spawn", jobid, "--agent", f"{node['ip']}:7710", "--",
-                                   "/bin/true", user=who)
-            assert code != 0 and ("may not act" in text or "extern step" in text), \
-                f"spawn by {why} not refused ({code}): {text}"
-        code, text = cj._crjob(c, "checkpoint", jobid)
-        assert code == 0 and "generation 1 committed" in text, \
-            f"crjob checkpoint failed ({code}): {text}"
-        j = c.wait_done(jobid, 180)
-        text = s._read(out)
-        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-2000:]}"
-        assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
     finally:
         c.down()
 
@@ -209,6 +185,5 @@ def resumed_job_exit_status(env):
         c.down()
 
 
-CASES = [("resumed-job-cancelled", resumed_job_cancelled),
-         ("mpirun-via-agents", mpirun_via_agents),
+CASES = [("agents-requeue-cancel", agents_requeue_cancel),
          ("resumed-job-exit-status", resumed_job_exit_status)]
