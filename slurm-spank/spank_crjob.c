@@ -600,6 +600,11 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 
 	node_name(name, sizeof(name));
 	if (step != SLURM_BATCH_SCRIPT) {
+		for (i = 0, off = 0; i < ntasks && off < sizeof(spec); i++)
+			off += snprintf(spec + off, sizeof(spec) - off, "%s%d", i ? "+" : "",
+					(int)task_pids[i]);
+		slurm_info("crjob: job %u step %s node %s tasks %s (srun step: no checkpoint "
+			   "while it runs)", job, step_name(step, sbuf, sizeof(sbuf)), name, spec);
 		step_note(sp, job, step, name, "--step-begun");
 		return 0;
 	}

@@ -536,7 +536,7 @@ def preempt_checkpoint_first(env):
 def spank_options(env, c):
     """sbatch/srun take --checkpoint[=INTERVAL], --checkpoint-dir, --restart-from; bad
     values are refused with a clear error; the values reach the tasks; each node's
-    task PIDs are registered (logged; crjob missing: the job still completes)"""
+    task PIDs of the srun step are logged (crjob missing: the job still completes)"""
     so = os.path.join(env.builddir, "slurm-spank", "spank_crjob.so")
     if not os.path.exists(so):
         raise unittest.SkipTest("spank_crjob.so is not built (no slurm/spank.h: libslurm-dev)")
