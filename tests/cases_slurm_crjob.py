@@ -268,3 +268,120 @@ def node_dies_during_checkpoint(env):
 
 CASES.append(("node-dies-during-checkpoint", node_dies_during_checkpoint))
 
+
+def _netns_pids(netns):
+    """every process in the network namespace bound at netns (a node's processes)"""
+    st = os.stat(netns)
+    want = f"net:[{st.st_ino}]"
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{d}/ns/net") == want:
+                pids.append(int(d))
+        except OSError:
+            pass    # gone meanwhile, or a kernel thread
+    return pids
+
+
+def _kill_node(c, node):
+    """the node dies: its slurmd and agent (by their recorded PIDs) and every other
+    process in its network namespace (slurmstepds, orted and the job's ranks) are
+    SIGKILLed; returns what was killed"""
+    n = next(x for x in c.state["nodes"] if x["name"] == node)
+    daemons = [p["pid"] for p in c.state["procs"]
+               if p.get("node") == node and p.get("argv0") in ("slurmd", "crjob-agent")]
+    assert len(daemons) == 2, f"{node}: recorded slurmd and agent: {c.state['procs']}"
+    killed = []
+    # a fork racing the kill may leave a child: look again until nothing is left
+    for _ in range(10):
+        pids = _netns_pids(n["netns"])
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    assert not _netns_pids(n["netns"]), f"{node}: processes left: {_netns_pids(n['netns'])}"
+    assert set(daemons) <= set(killed), f"{node}: slurmd and agent {daemons} not among {killed}"
+    return killed
+
+
+def node_dies_between_checkpoints(env):
+    """a node dies after a checkpoint while the job runs on (its slurmd, agent, orted
+    and ranks SIGKILLed), Slurm takes it down and requeues the job, which runs again on
+    3 other nodes: the batch step restores the last generation there instead of running
+    the script, the job goes on from that checkpoint (not from the start) and ends with
+    the result of an uninterrupted run"""
+    _need_crjob(env)
+    s = _slurm()
+    want = s.reference(env, ITERS)
+    c = s.Cluster(env, nodes=2 * s.NODES)
+    store = os.path.join(c.dir, "store")
+    try:
+        out = os.path.join(c.work, "job.out")
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
+                         _mpirun_script(env, c), extra=_crjob_env(c))
+        _wait_iteration(c, jobid, out, 20)
+        _wait_registered(c, jobid, s.NODES)
+        first = c.job(jobid)["NodeList"]
+        code, names = c.cmd("scontrol", "show", "hostnames", first)
+        names = names.split()
+        assert code == 0 and len(names) == s.NODES, f"nodes of {first}: {names}"
+        before = _iterations(s._read(out))[-1]
+        code, text = _crjob(c, "checkpoint", jobid)
+        assert code == 0 and "generation 1 committed" in text, \
+            f"crjob checkpoint failed ({code}): {text}"
+        at = _iterations(s._read(out))[-1]
+        # the job runs on past its checkpoint before the node dies
+        _wait_iteration(c, jobid, out, at + 10)
+        victim = names[1]
+        _kill_node(c, victim)
+        died_at = _iterations(s._read(out))[-1]
+        # what a health check or an administrator does about a dead node: Slurm then
+        # ends the job everywhere and requeues it (JobRequeue=1)
+        code, text = c.cmd("scontrol", "update", f"NodeName={victim}", "State=DOWN",
+                           "Reason=crjob-test-node-died")
+        assert code == 0, f"scontrol update {victim} down: {text}"
+        c.wait_job(jobid, lambda j: j["Restarts"] == "1" and j["JobState"] == "PENDING",
+                   "was not requeued after its node died", 90)
+        # held while the old nodes are excluded (a requeued job waits out the
+        # credential expiry before it can run again: no race)
+        for argv in (("hold", jobid), ("update", f"JobId={jobid}", f"ExcNodeList={first}"),
+                     ("release", jobid)):
+            code, text = c.cmd("scontrol", *argv)
+            assert code == 0, f"scontrol {' '.join(argv)}: {text}"
+        j = c.wait_done(jobid, 240)
+        text = s._read(out)
+        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-3000:]}"
+        code, again = c.cmd("scontrol", "show", "hostnames", j["NodeList"])
+        assert j["Restarts"] == "1" and not set(again.split()) & set(names), \
+            f"ran on {j['NodeList']} after {first}, restarts {j['Restarts']}"
+        assert len(re.findall(r"^batch ", text, re.M)) == 1, \
+            f"the batch script ran again instead of being restored: {text[-3000:]}"
+        its = _iterations(text)
+        assert its.count(0) == 1, f"the job started over: {its}"
+        # rank 0 prints every ITERS/10 iterations: after the restore it prints again what
+        # it had printed between the checkpoint and the node's death, then goes on
+        back = [i for i in range(1, len(its)) if its[i] <= its[i - 1]]
+        assert len(back) == 1, f"not one step back to the checkpoint: {its}"
+        resumed = its[back[0]]
+        assert before < resumed <= died_at, \
+            f"resumed at {resumed}, not after the checkpoint (printed {before} before it, " \
+            f"{at} after it) and before the death ({died_at}): {its}"
+        every = its[1]
+        assert its[back[0]:] == [i for i in range(resumed, ITERS)
+                                 if i % every == 0 or i == ITERS - 1], f"iterations {its}"
+        assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
+        r = _runner.run([env.crd, "store", "ls", jobid, "--store", store])
+        # the checkpoint Slurm's SIGTERM asked for failed (a node was dead): no generation 2
+        assert _gens(r.out) == [1], f"generations: {r.out}"
+    finally:
+        c.down()
+
+
+CASES.append(("node-dies-between-checkpoints", node_dies_between_checkpoints))
