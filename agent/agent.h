@@ -158,6 +158,7 @@ struct job {
 	struct job *next;
 	char *id;
 	char *store;
+	char *from;		/* RESTORE: the job whose generation it is (--restart-from) */
 	uid_t owner;
 	uint64_t gen;
 	bool stop;
@@ -218,6 +219,7 @@ int job_set_trees(struct job *j, Crjob__Tree **trees, size_t n, const char *node
 const char *job_phase_name(enum job_phase p);
 /* the job's directory in the store, owned by the owner, mode 0700 */
 int job_prepare_dir(struct job *j, char *why, size_t size);
+int job_check_from(struct job *j, char *why, size_t size);
 /* checkpoint: FREEZE, DUMP, THAW, ABORT */
 int job_freeze(struct job *j, uint32_t deadline_ms, char *why, size_t size);
 int job_dump(struct job *j);

@@ -197,6 +197,33 @@ int job_prepare_dir(struct job *j, char *why, size_t size)
 	return ret;
 }
 
+/*
+ * RESTORE of another job's generation (--restart-from): crd restores as root,
+ * so only a job whose directory is the owner's (the agents and coordinators
+ * made it so) may be restored for that owner; root may restore any.
+ */
+int job_check_from(struct job *j, char *why, size_t size)
+{
+	char path[4096];
+	struct stat st;
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/jobs/%s", j->store, j->from);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st)) {
+		ret = -errno;
+		snprintf(why, size, "job %s: no checkpoints of job %s: %s", j->id, j->from,
+			 strerror(-ret));
+	} else if (j->owner != 0 && st.st_uid != j->owner) {
+		snprintf(why, size, "job %s: the checkpoints of job %s belong to uid %u, not to "
+			 "the owner %u", j->id, j->from, (unsigned)st.st_uid, (unsigned)j->owner);
+		ret = -EPERM;
+	}
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
 /* FREEZE with generation 0: one past the highest of the job, partial or not */
 static uint64_t next_gen(const struct job *j)
 {

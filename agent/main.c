@@ -188,6 +188,7 @@ static void teardown(struct agent *a)
 			free(j->remap[i]);
 		free(j->remap);
 		free(j->store);
+		free(j->from);
 		free(j->id);
 		free(j);
 	}

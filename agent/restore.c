@@ -28,7 +28,8 @@ int restore_start_tree(struct job *j, struct tree *t)
 		tree_fail(j, t, "out of memory");
 		return -ENOMEM;
 	}
-	memcpy(argv, (char *[]){ j->a->crd, "restore", "--store", j->store, "--job", j->id,
+	memcpy(argv, (char *[]){ j->a->crd, "restore", "--store", j->store, "--job",
+				 j->from ? j->from : j->id,
 				 "--writer", t->writer, "--detach", "--keep-net-locked",
 				 "--owner", owner, "--action-script", j->a->self },
 	       fixed * sizeof(*argv));

@@ -269,8 +269,23 @@ static int start_job(struct agent *a, struct job *j, const Crjob__Msg *m, uid_t 
 	j->gen = m->has_generation ? m->generation : 0;
 	j->stop = m->has_stop && m->stop;
 	j->pidns = m->has_pidns && m->pidns;
+	free(j->from);
+	j->from = NULL;
 	if (!j->store)
 		return -ENOMEM;
+	if (m->op == CRJOB__OP__RESTORE && m->from_job && *m->from_job &&
+	    strcmp(m->from_job, j->id)) {
+		if (!job_id_ok(m->from_job)) {
+			snprintf(why, size, "bad job id to restore from");
+			return -EINVAL;
+		}
+		j->from = strdup(m->from_job);
+		if (!j->from)
+			return -ENOMEM;
+		ret = job_check_from(j, why, size);
+		if (ret)
+			return ret;
+	}
 	if (m->op == CRJOB__OP__FREEZE) {
 		ret = job_prepare_dir(j, why, size);
 		if (!ret)

@@ -3,6 +3,12 @@
  * IP remapped to its new node's IP.  RESTORE to every new agent (the trees
  * come back stopped and network-locked); only when all succeeded, RESUME to
  * all at once.  Any failure: KILL on every new agent, and the error.
+ *
+ * With from_job (Slurm's --restart-from) the generation is another job's: a
+ * new job of the same owner goes on from where that one was checkpointed.
+ * This coordinator runs as the owner, so it can only read a job directory
+ * that is the owner's (0700), and the agents check that too before they
+ * restore anything as root.  Later checkpoints are this job's generations.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -23,6 +29,7 @@ static const Crjob__Op step_op[] = {
 struct rst {
 	struct op op;
 	uint64_t gen;
+	char *from;			/* the job whose generation it is: this one or from_job */
 	enum step step;
 	int err;
 	const char *prev_phase;
@@ -40,6 +47,7 @@ static void rst_free(struct coord *co, struct rst *r)
 	size_t i;
 
 	nodeset_free(co, &r->nn);
+	free(r->from);
 	for (i = 0; r->old_names && i < r->nold; i++)
 		free(r->old_names[i]);
 	free(r->old_names);
@@ -84,8 +92,12 @@ static void rst_finish(struct coord *co, struct rst *r)
 	co->phase = "idle";
 	co->last_error[0] = '\0';
 	state_save_layout(co);
-	snprintf(msg, sizeof(msg), "job %s restarted from generation %llu on %d nodes", co->job,
-		 (unsigned long long)r->gen, n);
+	if (strcmp(r->from, co->job))
+		snprintf(msg, sizeof(msg), "job %s restarted from generation %llu of job %s on %d "
+			 "nodes", co->job, (unsigned long long)r->gen, r->from, n);
+	else
+		snprintf(msg, sizeof(msg), "job %s restarted from generation %llu on %d nodes",
+			 co->job, (unsigned long long)r->gen, n);
 	pr_info("%s\n", msg);
 	caller_reply(co, 0, msg, NULL);
 	rst_free(co, r);
@@ -112,6 +124,8 @@ static void broadcast(struct coord *co, struct rst *r, enum step step)
 			m.n_remap = r->nremap;
 			m.has_pidns = r->pidns;
 			m.pidns = r->pidns;
+			if (strcmp(r->from, co->job))
+				m.from_job = r->from;
 		}
 		ret = agent_send(co, cn, &m);
 		if (ret && step != KILL) {
@@ -181,14 +195,14 @@ static void rst_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /* the generation's nodes, from its writer `coord` */
-static int load_nodes(struct coord *co, uint64_t gen, Crjob__Status **out)
+static int load_nodes(struct coord *co, const char *job, uint64_t gen, Crjob__Status **out)
 {
 	struct store_reader *rd;
 	size_t len;
 	void *buf;
 	int ret;
 
-	ret = store_reader_open_node(co->store, co->job, gen, "coord", &rd);
+	ret = store_reader_open_node(co->store, job, gen, "coord", &rd);
 	if (ret)
 		return ret;
 	ret = store_get_blob(rd, "job", &buf, &len);
@@ -270,18 +284,29 @@ static int rst_prepare(struct coord *co, struct rst *r, const Crjob__Msg *req, c
 		       size_t len)
 {
 	Crjob__Status *st = NULL;
+	bool other = req->from_job && *req->from_job && strcmp(req->from_job, co->job);
 	int ret;
 
+	r->from = strdup(other ? req->from_job : co->job);
+	if (!r->from)
+		return -ENOMEM;
 	r->gen = req->has_generation && req->generation ? req->generation : co->last_gen;
 	r->pidns = req->has_pidns && req->pidns;
+	if (other && !(req->has_generation && req->generation)) {
+		snprintf(why, len, "job %s: a restart from job %s needs its generation", co->job,
+			 r->from);
+		return -EINVAL;
+	}
 	if (!r->gen) {
 		snprintf(why, len, "job %s: no committed generation to restart from", co->job);
 		return -ENOENT;
 	}
-	ret = load_nodes(co, r->gen, &st);
+	ret = load_nodes(co, r->from, r->gen, &st);
 	if (ret) {
-		snprintf(why, len, "job %s: generation %llu: no node layout in the store: %s",
-			 co->job, (unsigned long long)r->gen, strerror(-ret));
+		/* another user's job: its directory is 0700, we run as our owner */
+		snprintf(why, len, "job %s: generation %llu of job %s: no node layout in the "
+			 "store: %s", co->job, (unsigned long long)r->gen, r->from,
+			 strerror(-ret));
 		return ret;
 	}
 	if (st->n_nodes != req->n_nodes) {
@@ -320,8 +345,8 @@ int restart_start(struct coord *co, const Crjob__Msg *req, char *why, size_t len
 	r->prev_phase = co->phase;
 	co->op = &r->op;
 	co->phase = "restoring";
-	pr_info("job %s: restart of generation %llu on %d nodes\n", co->job,
-		(unsigned long long)r->gen, r->nn.n);
+	pr_info("job %s: restart of generation %llu of job %s on %d nodes\n", co->job,
+		(unsigned long long)r->gen, r->from, r->nn.n);
 	broadcast(co, r, RESTORE);
 	if (r->err)
 		rst_fail(co, r);

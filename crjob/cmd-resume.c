@@ -1,7 +1,10 @@
 /*
- * crjob resume JOBID [--generation N] [-- BATCH-SCRIPT ARGS...]: restore
- * instead of launch, for the batch step of a requeued Slurm job (the SPANK
- * plugin execs it in place of the batch script, which it names after --).
+ * crjob resume JOBID [--generation N] [--from JOB] [-- BATCH-SCRIPT ARGS...]:
+ * restore instead of launch, for the batch step of a requeued Slurm job (the
+ * SPANK plugin execs it in place of the batch script, which it names after --).
+ * With --from (sbatch --restart-from=JOB) the generation is another job's of
+ * the same owner: JOBID's coordinator restores it and checkpoints JOBID from
+ * then on.  Run as the owner, this reads only the owner's job directories.
  *
  * The job's nodes are those of this allocation ($SLURM_JOB_NODELIST; their
  * addresses from scontrol's NodeAddr, since node names need not resolve).
@@ -121,7 +124,7 @@ static int slurm_nodes(struct nodelist *l)
 }
 
 /* the generation's node layout, as its coordinator wrote it */
-static int gen_layout(struct cli *cli, uint64_t *gen, Crjob__Status **out)
+static int gen_layout(struct cli *cli, const char *job, uint64_t *gen, Crjob__Status **out)
 {
 	struct store_gen_info *gi = NULL;
 	struct store_reader *rd;
@@ -134,7 +137,7 @@ static int gen_layout(struct cli *cli, uint64_t *gen, Crjob__Status **out)
 	if (ret)
 		return ret;
 	if (!*gen) {
-		ret = store_list_gens(s, cli->job, &gi, &n);
+		ret = store_list_gens(s, job, &gi, &n);
 		if (!ret && n)
 			*gen = gi[n - 1].gen;
 		free(gi);
@@ -142,7 +145,7 @@ static int gen_layout(struct cli *cli, uint64_t *gen, Crjob__Status **out)
 			ret = -ENOENT;
 	}
 	if (!ret)
-		ret = store_reader_open_node(s, cli->job, *gen, "coord", &rd);
+		ret = store_reader_open_node(s, job, *gen, "coord", &rd);
 	if (!ret) {
 		ret = store_get_blob(rd, "job", &buf, &len);
 		store_reader_close(rd);
@@ -175,7 +178,7 @@ static int pair_nodes(const Crjob__Status *st, const struct nodelist *nl, int *m
 	return 0;
 }
 
-static int restart(struct cli *cli, const Crjob__Status *st, uint64_t gen,
+static int restart(struct cli *cli, const char *from, const Crjob__Status *st, uint64_t gen,
 		   const struct nodelist *nl, const int *map)
 {
 	const char *port = getenv("CRJOB_AGENT_PORT");
@@ -199,6 +202,8 @@ static int restart(struct cli *cli, const Crjob__Status *st, uint64_t gen,
 	req.generation = gen;
 	req.nodes = nodes;
 	req.n_nodes = st->n_nodes;
+	if (strcmp(from, cli->job))
+		req.from_job = (char *)from;
 	/* the plugin starts the job's coordinator beside this step: give it time */
 	for (tries = 0; tries < RESUME_COORD_WAIT_S; tries++) {
 		ret = cli_call(cli, &req, OP_TIMEOUT_MS, false, &rep);
@@ -291,8 +296,8 @@ static int run_script(char **script, int ret)
 
 int cmd_resume(struct cli *cli, int argc, char **argv)
 {
-	const char *g = NULL, *me = getenv("SLURMD_NODENAME");
-	struct cli_arg args[] = { { "generation", true, &g }, { 0 } };
+	const char *g = NULL, *from = NULL, *me = getenv("SLURMD_NODENAME");
+	struct cli_arg args[] = { { "generation", true, &g }, { "from", true, &from }, { 0 } };
 	struct nodelist nl = { };
 	Crjob__Status *st = NULL;
 	uint64_t gen = 0;
@@ -315,10 +320,12 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 		fprintf(stderr, "crjob resume: job %s: no store\n", cli->job);
 		return EX_USAGE;
 	}
-	ret = gen_layout(cli, &gen, &st);
+	if (!from || !*from)
+		from = cli->job;
+	ret = gen_layout(cli, from, &gen, &st);
 	if (ret) {
-		fprintf(stderr, "crjob resume: job %s: no generation to resume from in %s: %s\n",
-			cli->job, cli->store, strerror(-ret));
+		fprintf(stderr, "crjob resume: job %s: no generation of job %s to resume from in "
+			"%s: %s\n", cli->job, from, cli->store, strerror(-ret));
 		return run_script(script, EX_NOTFOUND);
 	}
 	ret = slurm_nodes(&nl);
@@ -340,7 +347,7 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 		if (me && !strcmp(nl.v[map[i]].name, me))
 			mine = i;
 	}
-	ret = restart(cli, st, gen, &nl, map);
+	ret = restart(cli, from, st, gen, &nl, map);
 	if (!ret && mine >= 0) {
 		const char *port = getenv("CRJOB_AGENT_PORT");
 		char agent[128];

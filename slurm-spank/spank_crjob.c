@@ -13,7 +13,9 @@
  *     --checkpoint[=INTERVAL]   checkpoint this job: every INTERVAL (30, 30s, 10m,
  *                               2h) or, without one, on demand and before preemption
  *     --checkpoint-dir=DIR      the image store (default: store= of plugstack.conf)
- *     --restart-from=JOBID      start from the last generation of another job
+ *     --restart-from=JOBID      start from the last generation of another job of the
+ *                               same user (implies --checkpoint: the new job's
+ *                               coordinator restores it and checkpoints on demand)
  *
  * An invalid value is refused where the user typed it (sbatch, salloc, srun)
  * with a message that says what is expected.  The values reach every step of
@@ -39,9 +41,17 @@
  *	step's exit --step-ended: no checkpoint while one runs (its tasks hang
  *	off slurmstepd and cannot be restored).
  *   task_init, remote, when SLURM_RESTART_COUNT is set (or --restart-from):
- *	look for a committed generation of the job (or of --restart-from) in
- *	the store; CRJOB_RESTORE_GENERATION=G tells the task what was found.
+ *	look for a committed generation of the job (or else of --restart-from)
+ *	in the store; CRJOB_RESTORE_GENERATION=G tells the task what was found;
+ *	the batch step execs `crjob resume` (see task_init).
  *   exit, remote, batch step: crjob shutdown JOBID.
+ *
+ * --restart-from=JOBID restores only the checkpoints of the job's owner: the
+ * store's job directories are their owners' (0700).  sbatch/srun/salloc
+ * refuse another user's job at submission; that check runs on the user's
+ * side (a plugstack.conf of the user's own gets past it), so the job itself
+ * refuses it again and starts from the beginning, and crjob resume, the
+ * coordinator and the agents check it once more.
  *
  * Restore instead of launch (designed here and in docs/slurm.md; done for
  * one-node batch jobs with restore=1 in plugstack.conf, see task_init):
@@ -165,6 +175,7 @@ static pid_t task_pids[MAX_TASKS];
 static unsigned int ntasks;
 
 static int opt_cb(int val, const char *optarg, int remote);
+static int restart_from_refused(uid_t uid, char *why, size_t len);
 
 enum { OPT_CHECKPOINT = 1, OPT_DIR, OPT_RESTART_FROM };
 
@@ -221,6 +232,23 @@ static int from_env(const char *name, const char *optarg)
 	return v && optarg && !strcmp(v, optarg);
 }
 
+/*
+ * Another user's --restart-from is refused where the user typed it (or
+ * exported it to a step: the same user's refusal); in slurmstepd it is not
+ * refused but not restored either (task_init).
+ */
+static int check_restart_from(int remote)
+{
+	char why[512];
+
+	if (!opt_restart_from[0] || remote)
+		return 0;
+	if (!restart_from_refused(getuid(), why, sizeof(why)))
+		return 0;
+	slurm_error("crjob: --restart-from=%s: %s", opt_restart_from, why);
+	return -1;
+}
+
 static int opt_cb(int val, const char *optarg, int remote)
 {
 	const char *p;
@@ -254,7 +282,8 @@ static int opt_cb(int val, const char *optarg, int remote)
 			return -1;
 		}
 		snprintf(opt_dir, sizeof(opt_dir), "%s", optarg);
-		return 0;
+		/* --restart-from came first: check it again in this store */
+		return check_restart_from(remote);
 	case OPT_RESTART_FROM:
 		for (p = optarg; p && *p && isdigit((unsigned char)*p); p++)
 			;
@@ -264,7 +293,9 @@ static int opt_cb(int val, const char *optarg, int remote)
 			return -1;
 		}
 		snprintf(opt_restart_from, sizeof(opt_restart_from), "%s", optarg);
-		return 0;
+		/* the new job's coordinator restores it: a checkpointed job */
+		opt_checkpoint = 1;
+		return check_restart_from(remote);
 	}
 	return -1;
 }
@@ -305,6 +336,28 @@ static void parse_args(int ac, char **av)
 static const char *job_store(void)
 {
 	return opt_dir[0] ? opt_dir : store;
+}
+
+/*
+ * --restart-from names a job whose checkpoints are not uid's: its directory
+ * in the store belongs to someone else (root may restart anyone's).  A job
+ * without a directory has nothing to restore and is not refused here.
+ */
+static int restart_from_refused(uid_t uid, char *why, size_t len)
+{
+	char path[PATH_MAX + 64];
+	struct stat sb;
+
+	if (!job_store()[0] || uid == 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/jobs/%s", job_store(), opt_restart_from);
+	if (lstat(path, &sb))
+		return 0;
+	if (S_ISDIR(sb.st_mode) && sb.st_uid == uid)
+		return 0;
+	snprintf(why, len, "the checkpoints of job %s belong to uid %u, not to you (uid %u): "
+		 "refused", opt_restart_from, (unsigned int)sb.st_uid, (unsigned int)uid);
+	return 1;
 }
 
 /*
@@ -548,7 +601,8 @@ static const char *jobs_of(uint32_t job, char *buf)
 	return buf;
 }
 
-static long last_generation(const char *dir, const char *job);
+static long restore_source(uint32_t job, int requeued, uid_t uid, char *jobs, size_t len,
+			   const char **from, int log);
 
 /*
  * An srun step began or ended on this node: its tasks hang off slurmstepd and
@@ -575,6 +629,7 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 	uint32_t job, step, nlocal, restarts = 0;
 	pid_t pid;
 	char name[64], ip[64], spec[64 + 64 + 64 + MAX_TASKS * 12], jobs[16], sbuf[16];
+	const char *from;
 	unsigned int i;
 	size_t off;
 	uid_t uid;
@@ -590,13 +645,16 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 	if (ntasks != nlocal && ntasks != MAX_TASKS)
 		return 0;
 	/*
-	 * A requeued batch step with a generation runs `crjob resume` (task_init):
-	 * its trees are the restored ones, which the coordinator knows already.
+	 * A batch step with a generation to restore (requeued, --restart-from)
+	 * runs `crjob resume` (task_init): its trees are the restored ones,
+	 * which the coordinator learns from the restart.
 	 */
-	if (step == SLURM_BATCH_SCRIPT && !opt_restart_from[0] &&
-	    spank_get_item(sp, S_SLURM_RESTART_COUNT, &restarts) == ESPANK_SUCCESS &&
-	    restarts && job_store()[0] && last_generation(job_store(), jobs_of(job, jobs)) >= 0)
-		return 0;
+	if (step == SLURM_BATCH_SCRIPT && !owner(sp, &uid, &gid)) {
+		if (spank_get_item(sp, S_SLURM_RESTART_COUNT, &restarts) != ESPANK_SUCCESS)
+			restarts = 0;
+		if (restore_source(job, restarts > 0, uid, jobs, sizeof(jobs), &from, 0) >= 0)
+			return 0;
+	}
 
 	node_name(name, sizeof(name));
 	if (step != SLURM_BATCH_SCRIPT) {
@@ -679,6 +737,37 @@ static long last_generation(const char *dir, const char *job)
 	}
 	closedir(d);
 	return best;
+}
+
+/*
+ * What a restarting job restores: its own last generation when it was
+ * requeued, else the last one of --restart-from, if that job is uid's.
+ * Returns the generation or -1; *from is the job whose it is (jobs holds
+ * this job's id).  log: say why another user's job is not restored.
+ */
+static long restore_source(uint32_t job, int requeued, uid_t uid, char *jobs, size_t len,
+			   const char **from, int log)
+{
+	char why[512];
+	long gen = -1;
+
+	jobs_of(job, jobs);
+	*from = jobs;
+	if (!job_store()[0])
+		return -1;
+	if (requeued)
+		gen = last_generation(job_store(), jobs);
+	if (gen >= 0 || !opt_restart_from[0])
+		return gen;
+	*from = opt_restart_from;
+	if (restart_from_refused(uid, why, sizeof(why))) {
+		/* checked at submission: only a submission past our sbatch gets here */
+		if (log)
+			slurm_error("crjob: job %u: --restart-from=%s: %s", job, opt_restart_from,
+				    why);
+		return -1;
+	}
+	return last_generation(job_store(), opt_restart_from);
 }
 
 /*
@@ -864,7 +953,10 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	char restarts[16], jobs[32], sbuf[16], g[32];
 	uint32_t job, step, task = 0;
 	const char *from;
+	int requeued;
 	long gen;
+	uid_t uid;
+	gid_t gid;
 
 	if (!opt_checkpoint || step_ids(sp, &job, &step) || step == SLURM_EXTERN_CONT)
 		return 0;
@@ -874,13 +966,15 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	 * shell (mpirun) is checkpointed then, within KillWait.
 	 */
 	start_watcher(sp, job, step);
-	if (spank_getenv(sp, "SLURM_RESTART_COUNT", restarts, sizeof(restarts)) != ESPANK_SUCCESS &&
-	    !opt_restart_from[0])
+	requeued = spank_getenv(sp, "SLURM_RESTART_COUNT", restarts, sizeof(restarts)) ==
+		   ESPANK_SUCCESS;
+	if (!requeued && !opt_restart_from[0])
 		return 0;
 	item_u32(sp, S_TASK_GLOBAL_ID, &task);
-	snprintf(jobs, sizeof(jobs), "%u", job);
-	from = opt_restart_from[0] ? opt_restart_from : jobs;
-	gen = job_store()[0] ? last_generation(job_store(), from) : -1;
+	if (owner(sp, &uid, &gid))
+		uid = getuid();		/* the task runs as the owner */
+	gen = restore_source(job, requeued, uid, jobs, sizeof(jobs), &from,
+			     step == SLURM_BATCH_SCRIPT && task == 0);
 	if (gen < 0) {
 		slurm_info("crjob: job %u step %s task %u: no committed generation of job %s in "
 			   "%s: starting from the beginning", job, step_name(step, sbuf, sizeof(sbuf)),
@@ -889,7 +983,7 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	}
 	snprintf(g, sizeof(g), "%ld", gen);
 	spank_setenv(sp, "CRJOB_RESTORE_GENERATION", g, 1);
-	if (step != SLURM_BATCH_SCRIPT || opt_restart_from[0]) {
+	if (step != SLURM_BATCH_SCRIPT) {
 		/* steps run inside the batch script come back with it */
 		slurm_info("crjob: job %u step %s task %u: generation %ld of job %s: only the "
 			   "batch step is restored; this one starts from the beginning", job,
@@ -916,18 +1010,23 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 		slurm_error("crjob: job %u: exec %s: %s: starting from the beginning", job, crd_bin,
 			    strerror(errno));
 	}
-	slurm_info("crjob: job %u: restoring generation %ld on this allocation instead of "
-		   "running the batch script", job, gen);
+	slurm_info("crjob: job %u: restoring generation %ld of job %s on this allocation instead "
+		   "of running the batch script", job, gen, from);
 	{
 		char *head[] = { crjob_bin, "--store", (char *)job_store(), "resume", jobs,
-				 "--generation", g, "--" };
-		char *argv[sizeof(head) / sizeof(head[0]) + 64] = { 0 };
+				 "--generation", g };
+		char *argv[sizeof(head) / sizeof(head[0]) + 3 + 64] = { 0 };
 		char **envp = NULL, **jargv = NULL;
 		int jargc = 0, i, n = 0;
 
-		/* the batch script after --: it runs if the job cannot be restored */
 		for (i = 0; i < (int)(sizeof(head) / sizeof(head[0])); i++)
 			argv[n++] = head[i];
+		if (strcmp(from, jobs)) {
+			argv[n++] = "--from";
+			argv[n++] = (char *)from;
+		}
+		/* the batch script after --: it runs if the job cannot be restored */
+		argv[n++] = "--";
 		if (spank_get_item(sp, S_JOB_ARGV, &jargc, &jargv) == ESPANK_SUCCESS)
 			for (i = 0; i < jargc && n < (int)(sizeof(argv) / sizeof(argv[0])) - 1; i++)
 				argv[n++] = jargv[i];

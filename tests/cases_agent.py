@@ -656,10 +656,47 @@ def spawn_refused(env):
         a.stop()
 
 
+def restore_from_other_job(env):
+    """RESTORE of another job's generation (from=, Slurm's --restart-from): refused for an
+    owner whose job directory it is not (nothing restored) and for a bad job id; root's
+    own restores it into the new job, which runs from that generation"""
+    a = Agent(env)
+    m = None
+    try:
+        m = Memgen(env, "w1")
+        m.mutate()
+        rep = checkpoint(a, "a", [m], 1, "stop=1")
+        tree = rep["trees"][0]
+        a.ok("THAW", "job=a")
+        deadline = time.time() + 10
+        while _runner.alive(m.pid):
+            assert time.time() < deadline, "stop: the tree was not killed"
+            time.sleep(0.01)
+        m.kill()
+        commit(env, a.store, "a", 1, [tree["writer"]])
+        restore = ("gen=1", "node=n0", f"tree={m.pid}:{tree['writer']}:0")
+        code, rep = a.call("RESTORE", "job=b", "from=a", f"owner={NOBODY}", *restore,
+                           user=NOBODY)
+        assert code == 1 and "the checkpoints of job a belong to uid 0, not to the owner " \
+            f"{NOBODY}" in rep["message"], f"nobody restored root's job: {rep['out']}"
+        assert not _runner.alive(m.pid), "a tree was restored for nobody"
+        code, rep = a.call("RESTORE", "job=b", "from=../a", *restore)
+        assert code == 1 and "bad job id" in rep["message"], rep["out"]
+        rep = a.ok("RESTORE", "job=b", "from=a", *restore)
+        assert rep["trees"][0]["pid"] == m.pid, rep["out"]
+        a.ok("RESUME", "job=b")
+        m.verify(1)
+    finally:
+        if m:
+            m.kill()
+        a.stop()
+
+
 CASES = [("freeze-dump-thaw", freeze_dump_thaw),
          ("abort-runs-on", abort_runs_on),
          ("restore-resume", restore_resume),
          ("restore-kill", restore_kill),
+         ("restore-from-other-job", restore_from_other_job),
          ("refused-requests", refused_requests),
          ("garbage-frame", garbage_frame),
          ("dump-failure", dump_failure),

@@ -2,7 +2,7 @@
  * rpc_send: a request to a crjob daemon from the command line, for tests.
  *
  *   rpc_send [--munge-socket S] [--timeout MS] HOST:PORT OP [KEY=VALUE]...
- *     KEY: id job gen store owner stop deadline node pidns
+ *     KEY: id job gen store owner stop deadline node pidns from
  *          tree=PID[:WRITER[:CPUSET]] (repeatable)  remap=OLD=NEW (repeatable)
  *   rpc_send [--munge-socket S] --garbage HOST:PORT
  *     bytes that are not a Msg, in an authenticated session (prints "closed")
@@ -144,6 +144,8 @@ int main(int argc, char **argv)
 			req.deadline_ms = strtoul(v, NULL, 10);
 		} else if (!strcmp(k, "node")) {
 			req.node_name = v;
+		} else if (!strcmp(k, "from")) {
+			req.from_job = v;
 		} else if (!strcmp(k, "tree") && req.n_trees < MAX_ITEMS) {
 			Crjob__Tree *t = &trees[req.n_trees];
 
