@@ -150,40 +150,4 @@ def _requeue_elsewhere(c, jobid, first):
         assert code == 0, f"scontrol {' '.join(argv)}: {text}"
 
 
-def resumed_job_exit_status(env):
-    """a batch script that ends with `exit 3` after its MPI run, checkpointed, requeued
-    onto other nodes and resumed: the job ends FAILED with ExitCode 3:0, as it would have
-    without the restart, and with the uninterrupted result"""
-    cj = _crjob_cases()
-    cj._need_crjob(env)
-    s = cj._slurm()
-    want = s.reference(env, cj.ITERS)
-    c = s.Cluster(env, nodes=2 * s.NODES)
-    try:
-        out = os.path.join(c.work, "job.out")
-        script = cj._mpirun_script(env, c)
-        with open(script, "a") as f:
-            f.write("exit 3\n")
-        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out, script,
-                         extra=cj._crjob_env(c))
-        cj._wait_iteration(c, jobid, out, 0)
-        cj._wait_registered(c, jobid, s.NODES)
-        first = c.job(jobid)["NodeList"]
-        code, text = cj._crjob(c, "checkpoint", jobid)
-        assert code == 0, f"crjob checkpoint failed ({code}): {text}"
-        _requeue_elsewhere(c, jobid, first)
-        j = c.wait_done(jobid, 240)
-        text = s._read(out)
-        assert j["Restarts"] == "1" and j["NodeList"] != first, \
-            f"ran on {j['NodeList']} after {first}, restarts {j['Restarts']}"
-        assert len(re.findall(r"^batch ", text, re.M)) == 1, \
-            f"the batch script ran again instead of being restored: {text[-3000:]}"
-        assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
-        assert j["JobState"] == "FAILED" and j["ExitCode"] == "3:0", \
-            f"job {j['JobState']} exit code {j['ExitCode']}, want FAILED 3:0"
-    finally:
-        c.down()
-
-
-CASES = [("agents-requeue-cancel", agents_requeue_cancel),
-         ("resumed-job-exit-status", resumed_job_exit_status)]
+CASES = [("agents-requeue-cancel", agents_requeue_cancel)]

@@ -146,16 +146,20 @@ CASES = [("mpirun-checkpoint-mid-run", checkpoint_mid_run)]
 
 def requeue_resumes_elsewhere(env):
     """checkpoint, then `scontrol requeue` with the old nodes excluded: the batch step
-    restores the generation on 3 other nodes instead of running the script again, and
-    the job ends with the result of an uninterrupted run"""
+    restores the generation on 3 other nodes instead of running the script again, the
+    job ends with the result of an uninterrupted run, and with its script's exit code
+    (`exit 3` after mpirun: FAILED 3:0, as without the restart)"""
     _need_crjob(env)
     s = _slurm()
     want = s.reference(env, ITERS)
     c = s.Cluster(env, nodes=2 * s.NODES)
     try:
         out = os.path.join(c.work, "job.out")
-        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
-                         _mpirun_script(env, c), extra=_crjob_env(c))
+        script = _mpirun_script(env, c)
+        with open(script, "a") as f:
+            f.write("exit 3\n")
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out, script,
+                         extra=_crjob_env(c))
         _wait_iteration(c, jobid, out, 20)
         _wait_registered(c, jobid, s.NODES)
         first = c.job(jobid)["NodeList"]
@@ -168,12 +172,13 @@ def requeue_resumes_elsewhere(env):
             assert code == 0, f"scontrol {' '.join(argv)}: {text}"
         j = c.wait_done(jobid, 240)
         text = s._read(out)
-        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-3000:]}"
         assert j["Restarts"] == "1" and j["NodeList"] != first, \
             f"ran on {j['NodeList']} after {first}, restarts {j['Restarts']}"
         assert len(re.findall(r"^batch ", text, re.M)) == 1, \
             f"the batch script ran again instead of being restored: {text[-3000:]}"
         assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
+        assert j["JobState"] == "FAILED" and j["ExitCode"] == "3:0", \
+            f"job {j['JobState']} exit code {j['ExitCode']}, want FAILED 3:0: {text[-3000:]}"
     finally:
         c.down()
 
