@@ -4,7 +4,9 @@
  * has.  Refused before anything is created:
  *  - credentials other than UID's (uids, gids outside UID's groups, any
  *    capability for a user other than root);
- *  - System V objects or captured files that would belong to someone else;
+ *  - System V objects or captured files that would belong to someone else
+ *    (a captured file of the owner's in a group of root's is given the
+ *    owner's group, without group permissions);
  *  - a path the tree would open, map, execute or create (files, mappings,
  *    the executable, captured files, bound socket names) that UID could not
  *    reach itself: checked by a child that has UID's credentials, since
@@ -280,9 +282,23 @@ static int check_sysv(const struct owner *o, const Crd__Inventory *inv)
 	for (i = 0; i < inv->n_sysv_msgs && !ret; i++)
 		ret = check_ids(o, inv->sysv_msgs[i]->uid, inv->sysv_msgs[i]->gid,
 				"a System V message queue");
-	for (i = 0; i < inv->n_captured && !ret; i++)
-		ret = check_ids(o, inv->captured[i]->uid, inv->captured[i]->gid,
-				inv->captured[i]->path);
+	for (i = 0; i < inv->n_captured && !ret; i++) {
+		Crd__CapturedFile *c = inv->captured[i];
+
+		/*
+		 * A file root made for the owner in a group the owner is not in
+		 * (slurmd writes the batch script as UID:0) comes back in the
+		 * owner's primary group without group permissions: no more than
+		 * the owner had.
+		 */
+		if (c->uid == o->uid && !owner_has_gid(o, c->gid)) {
+			pr_info("%s: group %u is not user %u's: restored as %u:%u, mode %o\n",
+				c->path, c->gid, o->uid, o->uid, o->groups[0], c->mode & ~070);
+			c->gid = o->groups[0];
+			c->mode &= ~070;
+		}
+		ret = check_ids(o, c->uid, c->gid, c->path);
+	}
 	return ret;
 }
 

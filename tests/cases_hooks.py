@@ -163,8 +163,36 @@ def owner_refuses_unreachable_file(env):
         t.cleanup()
 
 
+def owner_captured_root_group(env):
+    """a captured file of the owner's in root's group (slurmd writes a user's batch script
+    as UID:0) is restored by --owner in the owner's group, without group permissions"""
+    t = _runner.Zdtm(env, "scratch", user=65534)
+    shm = None
+    try:
+        t.start()
+        shm = f"/dev/shm/crd-zdtm-scratch-{t.pid}"
+        dat = os.path.join(t.work, "scratch.dat")
+        os.chown(dat, 65534, 0)
+        os.chmod(dat, 0o640)
+        img = t.imgdir()
+        t.dump_kill(img, "--capture-path", t.work)
+        os.unlink(shm)
+        os.unlink(dat)
+        r = t.crd("restore", "-D", img, "--detach", "--owner", "65534")
+        assert r.code == 0, f"restore by its owner failed: {r.out}"
+        st = os.stat(dat)
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600), \
+            f"scratch.dat restored as {st.st_uid}:{st.st_gid} mode {st.st_mode & 0o777:o}"
+        t.finish(t.pid)
+    finally:
+        t.cleanup()
+        if shm and os.path.exists(shm):
+            os.unlink(shm)
+
+
 CASES = [("restore-pre-resume", restore_pre_resume_hook),
          ("restore-hook-fails", restore_hook_refuses),
          ("dump-no-commit-durable", dump_no_commit_durable_at_post_dump),
          ("owner-other-creds-refused", owner_refuses_other_creds),
-         ("owner-unreachable-file-refused", owner_refuses_unreachable_file)]
+         ("owner-unreachable-file-refused", owner_refuses_unreachable_file),
+         ("owner-captured-root-group", owner_captured_root_group)]
