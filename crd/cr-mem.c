@@ -136,6 +136,22 @@ static int out_flush(struct pages_out *po)
 	return po->err;
 }
 
+/*
+ * Hand the current buffer to the writer and wait until it wrote both: a
+ * store writer (--store) is shared by every image of the dump and is not
+ * thread-safe, so nothing else may put pages into it while ours runs.
+ */
+static int out_drain(struct pages_out *po)
+{
+	int ret = out_flush(po);
+
+	pthread_mutex_lock(&po->lock);
+	while (po->buf[0].full || po->buf[1].full)
+		pthread_cond_wait(&po->cond, &po->lock);
+	pthread_mutex_unlock(&po->lock);
+	return ret ? ret : po->err;
+}
+
 static bool page_is_zero(const char *p)
 {
 	const uint64_t *q = (const uint64_t *)p;
@@ -605,7 +621,10 @@ static int write_pages(struct dump_ctx *ctx, struct dtask *t, struct pages_out *
 	for (i = 0; !ret && i < te->n_vmas; i++) {
 		Crd__VmaEntry *v = te->vmas[i];
 
-		if (v->has_shmid)
+		/* shared memory goes to an image of its own, through the same store writer */
+		if (v->has_shmid && !find_shmem(ctx, v->shmid))
+			ret = out_drain(po);
+		if (!ret && v->has_shmid)
 			ret = dump_shmem(ctx, t->pid, v);
 		if (!ret && vma_has_pages(v)) {
 			struct incr_task *it = ctx->incr ? incr_find(ctx->incr, t->pid) : NULL;

@@ -320,7 +320,44 @@ def pre_dump_abandoned(env):
         m.kill()
 
 
+_SHARED_AND_PRIVATE = """
+import mmap, os, sys, time
+keep = []
+for i in range(4):
+    keep.append(bytearray(os.urandom(6 << 20)))
+    shared = mmap.mmap(-1, 4 << 20)
+    shared.write(os.urandom(4 << 20))
+    keep.append(shared)
+open(sys.argv[1], "w").close()
+while True:
+    time.sleep(1)
+"""
+
+
+def shared_memory_beside_private(env):
+    """regions of shared anonymous memory between private ones: each is dumped while the
+    pages writer may still write the private memory before it, both through the one
+    store writer of the dump; every generation verifies"""
+    store = os.path.join(env.tmpdir, "store")
+    os.mkdir(store)
+    ready = os.path.join(env.tmpdir, "ready")
+    pid = _runner.spawn([sys.executable, "-c", _SHARED_AND_PRIVATE, ready])
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(ready):
+            assert time.time() < deadline and _runner.alive(pid), "the process did not start"
+            time.sleep(0.01)
+        for g in range(1, 4):
+            r = crd(env, "dump", "-t", str(pid), *store_args(store), "--leave-running")
+            assert r.code == 0, f"dump {g} failed ({r.code}): {r.out}"
+            r = crd(env, "store", "verify", "j", str(g), "--store", store)
+            assert r.code == 0, f"generation {g} does not verify: {r.out}"
+    finally:
+        _runner.kill_tree(pid)
+
+
 CASES = [("generations-restore-exactly", generations_restore_exactly),
+         ("shared-memory-beside-private", shared_memory_beside_private),
          ("corrupt-pack-refused", corrupt_pack_refused),
          ("dumper-killed", dumper_killed),
          ("store-full", store_full),
