@@ -1,0 +1,179 @@
+"""crjob with MPICH on a real Slurm cluster (tests/slurm/cluster, agents on every
+node, the SPANK plugin loaded): an unmodified MPICH job started with
+mpiexec.hydra inside sbatch --checkpoint, its hydra_pmi_proxy daemons started
+by crmpi-rsh, ranks talking UCX over TCP between nodes."""
+import importlib.util
+import os
+import re
+import shutil
+import sys
+import time
+
+_runner = sys.modules["__main__"]
+_here = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load(name):
+    """tests/NAME.py, loaded once (cases_slurm_crjob.py loads cases_slurm.py alike)"""
+    mod = sys.modules.get(name)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(_here, f"{name}.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules[name] = mod
+    return mod
+
+
+def _slurm():
+    return _load("cases_slurm")
+
+
+def _crjob_cases():
+    return _load("cases_slurm_crjob")
+
+
+ITERS = 120
+SLEEP_MS = 100
+
+
+def _hydra_script(env, c, iters=ITERS):
+    """a batch script that runs mpi_app.mpich on all its nodes with mpiexec.hydra:
+    crmpi-rsh as hydra's launcher, UCX on TCP only (its shared memory and CMA
+    transports would work between the "nodes" of this one kernel)"""
+    s = _slurm()
+    app = s._app(env, "mpich")
+    rsh = os.path.join(env.srcdir, "crmpi", "crmpi-rsh")
+    return c.script_file("hydra.sh", f"""
+echo batch $$ restart=${{SLURM_RESTART_COUNT:--}}
+export HYDRA_LAUNCHER=rsh HYDRA_LAUNCHER_EXEC={rsh} CRMPI_HOSTS={_crjob_cases()._hosts_file(c)}
+export UCX_TLS=tcp UCX_NET_DEVICES=eth0
+export TMPDIR={c.work}
+mpiexec.hydra -iface eth0 -np {s.NODES * s.PPN} -ppn {s.PPN} {app} {iters} {SLEEP_MS}
+echo mpiexec exit $?
+""")
+
+
+def _wait_registered(c, jobid, nodes, timeout=30):
+    """until the coordinator knows a tree on each of nodes (plugin, crmpi-rsh)"""
+    k = _crjob_cases()
+    deadline = time.time() + timeout
+    while True:
+        code, out = k._crjob(c, "--json", "status", jobid)
+        names = set(re.findall(r'"name":\s*"([^"]+)"', out))
+        if code == 0 and set(nodes) <= names:
+            return
+        assert time.time() < deadline, f"job {jobid}: trees not registered: {code} {out}"
+        time.sleep(0.3)
+
+
+def _keep_logs(c, name):
+    """CRJOB_TEST_KEEP=1: the cluster's logs and the job's output survive the case"""
+    if not os.environ.get("CRJOB_TEST_KEEP"):
+        return
+    dst = os.path.join("/tmp", f"crjob-keep-{name}-{os.getpid()}")
+    shutil.copytree(c.dir, dst, ignore=shutil.ignore_patterns("*.sock*"),
+                    ignore_dangling_symlinks=True, dirs_exist_ok=True)
+    shutil.copytree(c.work, os.path.join(dst, "work"), dirs_exist_ok=True)
+    print(f"logs kept in {dst}", flush=True)
+
+
+def checkpoint_mid_run(env):
+    """sbatch --checkpoint, mpiexec.hydra on 3 nodes x 2 ranks (UCX over TCP):
+    `crjob checkpoint JOBID` mid-run commits a generation with a tree on every node,
+    the job goes on and ends with the result of an uninterrupted run"""
+    k = _crjob_cases()
+    k._need_crjob(env)
+    s = _slurm()
+    s._need("mpiexec.hydra")
+    want = s.reference(env, ITERS)
+    c = s.Cluster(env)
+    try:
+        out = os.path.join(c.work, "job.out")
+        names = [n["name"] for n in c.state["nodes"]]
+        before = c.veth_rx()
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
+                         _hydra_script(env, c), extra=k._crjob_env(c))
+        k._wait_iteration(c, jobid, out, 20)
+        _wait_registered(c, jobid, names)
+        code, text = k._crjob(c, "checkpoint", jobid)
+        assert code == 0 and "generation 1 committed" in text, \
+            f"crjob checkpoint failed ({code}): {text}"
+        at = k._iterations(s._read(out))[-1]
+        j = c.wait_done(jobid, 120)
+        text = s._read(out)
+        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-2000:]}"
+        assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
+        assert _crjob_cases()._iterations(text)[-1] == ITERS - 1 and at < ITERS - 1, \
+            k._iterations(text)
+        assert "mpiexec exit 0" in text, f"mpiexec failed: {text[-2000:]}"
+        sent = [a - b for a, b in zip(c.veth_rx(), before)]
+        assert all(x >= ITERS * s.PPN * 4 * s.MIB for x in sent), \
+            f"bytes each node sent on the network: {sent}: not TCP between nodes"
+        r = _runner.run([env.crd, "store", "verify", jobid, "1", "--store",
+                         os.path.join(c.dir, "store")])
+        assert r.code == 0, f"verify of generation 1 failed: {r.out}"
+    finally:
+        _keep_logs(c, "mpich-ckpt")
+        c.down()
+
+
+CASES = [("hydra-checkpoint-mid-run", checkpoint_mid_run)]
+
+
+def requeue_resumes_elsewhere(env):
+    """checkpoint, then `scontrol requeue` with the old nodes excluded: the batch step
+    restores the generation (mpiexec, hydra_pmi_proxy trees, ranks, their TCP
+    connections) on 3 other nodes instead of running the script again; the job goes
+    on from the checkpoint, not from the start, and ends with the result of an
+    uninterrupted run"""
+    k = _crjob_cases()
+    k._need_crjob(env)
+    s = _slurm()
+    s._need("mpiexec.hydra")
+    want = s.reference(env, ITERS)
+    c = s.Cluster(env, nodes=2 * s.NODES)
+    try:
+        out = os.path.join(c.work, "job.out")
+        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
+                         _hydra_script(env, c), extra=k._crjob_env(c))
+        k._wait_iteration(c, jobid, out, 20)
+        first = c.job(jobid)["NodeList"]
+        _wait_registered(c, jobid, [n["name"] for n in c.state["nodes"][:s.NODES]])
+        code, text = k._crjob(c, "checkpoint", jobid)
+        assert code == 0 and "generation 1 committed" in text, \
+            f"crjob checkpoint failed ({code}): {text}"
+        at = k._iterations(s._read(out))[-1]
+        before = c.veth_rx()
+        # requeued held, so that the old nodes can be excluded before it runs again
+        for argv in (("requeuehold", jobid), ("update", f"JobId={jobid}",
+                                               f"ExcNodeList={first}"), ("release", jobid)):
+            code, text = c.cmd("scontrol", *argv)
+            assert code == 0, f"scontrol {' '.join(argv)}: {text}"
+        j = c.wait_done(jobid, 240)
+        text = s._read(out)
+        assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-3000:]}"
+        assert j["Restarts"] == "1" and j["NodeList"] != first, \
+            f"ran on {j['NodeList']} after {first}, restarts {j['Restarts']}"
+        assert len(re.findall(r"^batch ", text, re.M)) == 1 and \
+            len(re.findall(r"^start ", text, re.M)) == 1, \
+            f"the job ran again instead of being restored: {text[-3000:]}"
+        # what the restored ranks printed comes after Slurm's requeue notice: it goes
+        # on from the checkpoint (the next progress line after iteration `at`)
+        assert "DUE TO JOB REQUEUE" in text, f"not requeued: {text[-3000:]}"
+        after = k._iterations(text.split("DUE TO JOB REQUEUE", 1)[1])
+        assert after and 0 < after[0] <= at + ITERS // 10 and after[-1] == ITERS - 1 and \
+            after == sorted(after), \
+            f"after the requeue: iterations {after}, checkpoint after iteration {at}"
+        assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
+        assert "mpiexec exit 0" in text, f"mpiexec failed: {text[-2000:]}"
+        # the restored ranks' big messages went over TCP between the new nodes
+        sent = [a - b for a, b in zip(c.veth_rx(), before)][s.NODES:]
+        least = (ITERS - 1 - at - ITERS // 10) * s.PPN * 4 * s.MIB
+        assert all(x >= least for x in sent), \
+            f"bytes each new node sent on the network: {sent}, want {least}: not TCP"
+    finally:
+        _keep_logs(c, "mpich-requeue")
+        c.down()
+
+
+CASES.append(("hydra-requeue-resumes-elsewhere", requeue_resumes_elsewhere))
