@@ -6,6 +6,7 @@
  *     optional /path/spank_crjob.so store=DIR crjob=PATH coord=PATH [crd=PATH]
  *                                   [agent_port=7710] [iface=eth0] [stop_timeout=20]
  *                                   [munge_socket=PATH] [keep=K] [restore=1]
+ *                                   [crmpi=PATH [crmpi_hosts=FILE]]
  *
  * Options (registered from slurm_spank_init, so sbatch and salloc accept
  * them too, not only srun):
@@ -22,6 +23,14 @@
  * the job (Slurm exports them as SLURM_SPANK__SLURM_SPANK_OPTION_crjob_*) and
  * the tasks as CRJOB_CHECKPOINT (seconds, 0 = on demand), CRJOB_STORE and
  * CRJOB_RESTART_FROM.
+ *
+ * With crmpi=PATH, the steps of a --checkpoint job also get HYDRA_LAUNCHER=rsh,
+ * HYDRA_LAUNCHER_EXEC=PATH, OMPI_MCA_plm=rsh and OMPI_MCA_plm_rsh_agent=PATH
+ * (and CRMPI_HOSTS=FILE from crmpi_hosts=), each unless the job has it: MPICH's
+ * mpiexec.hydra and Open MPI's mpirun then start hydra_pmi_proxy and orted
+ * with crmpi-rsh, as trees of the job (see "mpirun inside sbatch" below),
+ * and the user's script needs no change.  Opt-in: a crmpi-rsh that cannot
+ * start daemons on the site's nodes would break every mpirun of the job.
  *
  * The job must never fail because of this plugin: a missing crjob, crjob-coord
  * or crd, an unreachable coordinator or agent is logged (once, with the job
@@ -163,6 +172,8 @@ static int agent_port = 7710;		/* RPC_DEFAULT_AGENT_PORT */
 static int keep;			/* generations kept per job, 0: all */
 static int restore_batch;		/* restore=1: experimental restore of the batch step */
 static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
+static char crmpi_rsh[PATH_MAX];	/* crmpi=: MPI launchers start daemons with it */
+static char crmpi_hosts[PATH_MAX];	/* crmpi_hosts=: its CRMPI_HOSTS */
 
 /* the user's options */
 static int opt_checkpoint;
@@ -327,6 +338,10 @@ static void parse_args(int ac, char **av)
 			restore_batch = atoi(a + 8) > 0;
 		else if (!strncmp(a, "stop_timeout=", 13))
 			stop_timeout = atoi(a + 13);
+		else if (!strncmp(a, "crmpi=", 6))
+			snprintf(crmpi_rsh, sizeof(crmpi_rsh), "%s", a + 6);
+		else if (!strncmp(a, "crmpi_hosts=", 12))
+			snprintf(crmpi_hosts, sizeof(crmpi_hosts), "%s", a + 12);
 		else
 			/* a typo in plugstack.conf must not stop jobs */
 			slurm_error("crjob: plugstack.conf: unknown argument '%s' ignored", a);
@@ -555,6 +570,19 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 		spank_setenv(sp, "CRJOB_STORE", job_store(), 1);
 	if (opt_restart_from[0])
 		spank_setenv(sp, "CRJOB_RESTART_FROM", opt_restart_from, 1);
+	if (crmpi_rsh[0]) {
+		/*
+		 * mpirun and mpiexec.hydra would start their daemons with srun, as
+		 * steps that cannot be restored: with crmpi-rsh each node's daemon
+		 * is a tree of the job (see the top).  The user's own choice wins.
+		 */
+		spank_setenv(sp, "HYDRA_LAUNCHER", "rsh", 0);
+		spank_setenv(sp, "HYDRA_LAUNCHER_EXEC", crmpi_rsh, 0);
+		spank_setenv(sp, "OMPI_MCA_plm", "rsh", 0);
+		spank_setenv(sp, "OMPI_MCA_plm_rsh_agent", crmpi_rsh, 0);
+		if (crmpi_hosts[0])
+			spank_setenv(sp, "CRMPI_HOSTS", crmpi_hosts, 0);
+	}
 	if (step != SLURM_BATCH_SCRIPT)
 		return 0;
 	if (!job_store()[0]) {
