@@ -36,21 +36,39 @@ ITERS = 120
 SLEEP_MS = 100
 
 
-def _hydra_script(env, c, iters=ITERS):
-    """a batch script that runs mpi_app.mpich on all its nodes with mpiexec.hydra:
-    crmpi-rsh as hydra's launcher, UCX on TCP only (its shared memory and CMA
-    transports would work between the "nodes" of this one kernel)"""
+def _rsh(env):
+    return os.path.join(env.srcdir, "crmpi", "crmpi-rsh")
+
+
+def _hydra_script(env, c, launcher=True, iters=ITERS):
+    """a batch script that runs mpi_app.mpich on all its nodes with mpiexec.hydra,
+    UCX on TCP only (its shared memory transports would work between the "nodes"
+    of this one kernel) and hydra on eth0 (no -iface: it picks the wrong address).
+    launcher: the script names crmpi-rsh as hydra's launcher itself; else it is the
+    plain script of a user, and the plugin's crmpi= is what points hydra there."""
     s = _slurm()
     app = s._app(env, "mpich")
-    rsh = os.path.join(env.srcdir, "crmpi", "crmpi-rsh")
+    hosts = _crjob_cases()._hosts_file(c)
+    opts = f"-launcher rsh -launcher-exec {_rsh(env)} " if launcher else ""
     return c.script_file("hydra.sh", f"""
 echo batch $$ restart=${{SLURM_RESTART_COUNT:--}}
-export HYDRA_LAUNCHER=rsh HYDRA_LAUNCHER_EXEC={rsh} CRMPI_HOSTS={_crjob_cases()._hosts_file(c)}
+{f"export CRMPI_HOSTS={hosts}" if launcher else ""}
 export UCX_TLS=tcp UCX_NET_DEVICES=eth0
-export TMPDIR={c.work}
-mpiexec.hydra -iface eth0 -np {s.NODES * s.PPN} -ppn {s.PPN} {app} {iters} {SLEEP_MS}
+mpiexec.hydra {opts}-iface eth0 -np {s.NODES * s.PPN} -ppn {s.PPN} {app} {iters} {SLEEP_MS}
 echo mpiexec exit $?
 """)
+
+
+def _crmpi_cluster(env, nodes):
+    """a cluster whose plugin exports crmpi-rsh as the MPI launchers' agent
+    (plugstack.conf crmpi=, crmpi_hosts=: the hosts file is written once the
+    nodes exist, before any job reads it)"""
+    s = _slurm()
+    hosts = os.path.join(env.tmpdir, "work", "crmpi-hosts")
+    c = s.Cluster(env, nodes=nodes, up_args=("--spank-arg", f"crmpi={_rsh(env)}",
+                                             "--spank-arg", f"crmpi_hosts={hosts}"))
+    _crjob_cases()._hosts_file(c)   # c.work is env.tmpdir/work
+    return c
 
 
 def _wait_registered(c, jobid, nodes, timeout=30):
@@ -121,21 +139,22 @@ CASES = [("hydra-checkpoint-mid-run", checkpoint_mid_run)]
 
 
 def requeue_resumes_elsewhere(env):
-    """checkpoint, then `scontrol requeue` with the old nodes excluded: the batch step
-    restores the generation (mpiexec, hydra_pmi_proxy trees, ranks, their TCP
-    connections) on 3 other nodes instead of running the script again; the job goes
-    on from the checkpoint, not from the start, and ends with the result of an
+    """a plain mpiexec.hydra script (the plugin's crmpi= makes crmpi-rsh hydra's
+    launcher): checkpoint, then `scontrol requeue` with the old nodes excluded: the
+    batch step restores the generation (mpiexec, hydra_pmi_proxy trees, ranks, their
+    TCP connections) on 3 other nodes instead of running the script again; the job
+    goes on from the checkpoint, not from the start, and ends with the result of an
     uninterrupted run"""
     k = _crjob_cases()
     k._need_crjob(env)
     s = _slurm()
     s._need("mpiexec.hydra")
     want = s.reference(env, ITERS)
-    c = s.Cluster(env, nodes=2 * s.NODES)
+    c = _crmpi_cluster(env, 2 * s.NODES)
     try:
         out = os.path.join(c.work, "job.out")
         jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out,
-                         _hydra_script(env, c), extra=k._crjob_env(c))
+                         _hydra_script(env, c, launcher=False), extra=k._crjob_env(c))
         k._wait_iteration(c, jobid, out, 20)
         first = c.job(jobid)["NodeList"]
         _wait_registered(c, jobid, [n["name"] for n in c.state["nodes"][:s.NODES]])
@@ -166,6 +185,11 @@ def requeue_resumes_elsewhere(env):
             f"after the requeue: iterations {after}, checkpoint after iteration {at}"
         assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
         assert "mpiexec exit 0" in text, f"mpiexec failed: {text[-2000:]}"
+        # hydra started its proxies with crmpi-rsh, not as a Slurm step (srun)
+        steps = [n["name"] for n in c.state["nodes"]
+                 if re.search(rf"crjob: job {jobid} step 0 ", c.slurmd_log(n["name"]))]
+        assert not steps, f"hydra launched a Slurm step on {steps}: the plugin's crmpi= " \
+            "did not make crmpi-rsh its launcher"
         # the restored ranks' big messages went over TCP between the new nodes
         sent = [a - b for a, b in zip(c.veth_rx(), before)][s.NODES:]
         least = (ITERS - 1 - at - ITERS // 10) * s.PPN * 4 * s.MIB
