@@ -121,7 +121,7 @@ def checkpoint_mid_run(env):
         text = s._read(out)
         assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-2000:]}"
         assert s._results(text) == [want], f"result {s._results(text)}, want {want}: {text}"
-        assert _crjob_cases()._iterations(text)[-1] == ITERS - 1 and at < ITERS - 1, \
+        assert k._iterations(text)[-1] == ITERS - 1 and at < ITERS - 1, \
             k._iterations(text)
         assert "mpiexec exit 0" in text, f"mpiexec failed: {text[-2000:]}"
         sent = [a - b for a, b in zip(c.veth_rx(), before)]
@@ -130,6 +130,12 @@ def checkpoint_mid_run(env):
         r = _runner.run([env.crd, "store", "verify", jobid, "1", "--store",
                          os.path.join(c.dir, "store")])
         assert r.code == 0, f"verify of generation 1 failed: {r.out}"
+        # a tree of every node (writers NODE-PID): mpiexec's and each proxy's
+        r = _runner.run([env.crd, "store", "show", jobid, "1", "--store",
+                         os.path.join(c.dir, "store")])
+        writers = re.findall(r"^\s+(\S+)-\d+\s+pages ", r.out, re.M)
+        assert r.code == 0 and sorted(writers) == sorted(names), \
+            f"generation 1 holds trees of {writers}, want one of each of {names}: {r.out}"
     finally:
         _keep_logs(c, "mpich-ckpt")
         c.down()
