@@ -29,8 +29,9 @@
  * (and CRMPI_HOSTS=FILE from crmpi_hosts=), each unless the job has it: MPICH's
  * mpiexec.hydra and Open MPI's mpirun then start hydra_pmi_proxy and orted
  * with crmpi-rsh, as trees of the job (see "mpirun inside sbatch" below),
- * and the user's script needs no change.  Opt-in: a crmpi-rsh that cannot
- * start daemons on the site's nodes would break every mpirun of the job.
+ * and the user's script needs no change.  Opt-in: crmpi-rsh starts them
+ * through the node agents (or by nsenter on the namespace nodes of
+ * crmpi_hosts=); where neither works, every mpirun of the job would fail.
  *
  * The job must never fail because of this plugin: a missing crjob, crjob-coord
  * or crd, an unreachable coordinator or agent is logged (once, with the job
