@@ -155,8 +155,8 @@ def requeue_resumes_elsewhere(env):
     launcher): checkpoint, then `scontrol requeue` with the old nodes excluded: the
     batch step restores the generation (mpiexec, hydra_pmi_proxy trees, ranks, their
     TCP connections) on 3 other nodes instead of running the script again; the job
-    goes on from the checkpoint, not from the start, and ends with the result of an
-    uninterrupted run"""
+    goes on from the checkpoint, not from the start, is checkpointed again there, and
+    ends with the result of an uninterrupted run"""
     k = _crjob_cases()
     k._need_crjob(env)
     s = _slurm()
@@ -180,6 +180,26 @@ def requeue_resumes_elsewhere(env):
                                                f"ExcNodeList={first}"), ("release", jobid)):
             code, text = c.cmd("scontrol", *argv)
             assert code == 0, f"scontrol {' '.join(argv)}: {text}"
+        # the resumed job is checkpointed again, on its new nodes
+        deadline = time.time() + 180
+        while True:
+            t = s._read(out)
+            if "DUE TO JOB REQUEUE" in t and k._iterations(t.split("DUE TO JOB REQUEUE", 1)[1]):
+                break
+            st = c.job(jobid)["JobState"]
+            assert time.time() < deadline and st not in (
+                "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), \
+                f"the job did not go on after the requeue ({st}): {t[-2000:]}"
+            time.sleep(0.2)
+        code, text = k._crjob(c, "checkpoint", jobid)
+        assert code == 0 and "generation 2 committed" in text, \
+            f"checkpoint of the resumed job failed ({code}): {text}"
+        r = _runner.run([env.crd, "store", "show", jobid, "2", "--store",
+                         os.path.join(c.dir, "store")])
+        writers = re.findall(r"^\s+(\S+)-\d+\s+pages ", r.out, re.M)
+        new = [n["name"] for n in c.state["nodes"][s.NODES:]]
+        assert r.code == 0 and sorted(writers) == sorted(new), \
+            f"generation 2 holds trees of {writers}, want one of each of {new}: {r.out}"
         j = c.wait_done(jobid, 240)
         text = s._read(out)
         assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-3000:]}"
