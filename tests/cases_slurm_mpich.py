@@ -44,15 +44,18 @@ def _hydra_script(env, c, launcher=True, iters=ITERS):
     """a batch script that runs mpi_app.mpich on all its nodes with mpiexec.hydra,
     UCX on TCP only (its shared memory transports would work between the "nodes"
     of this one kernel) and hydra on eth0 (no -iface: it picks the wrong address).
-    launcher: the script names crmpi-rsh as hydra's launcher itself; else it is the
-    plain script of a user, and the plugin's crmpi= is what points hydra there."""
+    launcher: the script names crmpi-rsh as hydra's launcher itself, which starts
+    the proxies through the node agents (CRMPI_VIA=agent: in the job's extern step,
+    as on a real cluster; CRMPI_HOSTS only gives the nodes' addresses); else it is
+    the plain script of a user, and the plugin's crmpi= and crmpi_hosts= point hydra
+    at crmpi-rsh, which starts the proxies by nsenter into the namespace nodes."""
     s = _slurm()
     app = s._app(env, "mpich")
     hosts = _crjob_cases()._hosts_file(c)
     opts = f"-launcher rsh -launcher-exec {_rsh(env)} " if launcher else ""
     return c.script_file("hydra.sh", f"""
 echo batch $$ restart=${{SLURM_RESTART_COUNT:--}}
-{f"export CRMPI_HOSTS={hosts}" if launcher else ""}
+{f"export CRMPI_HOSTS={hosts} CRMPI_VIA=agent" if launcher else ""}
 export UCX_TLS=tcp UCX_NET_DEVICES=eth0
 mpiexec.hydra {opts}-iface eth0 -np {s.NODES * s.PPN} -ppn {s.PPN} {app} {iters} {SLEEP_MS}
 echo mpiexec exit $?
@@ -102,9 +105,10 @@ def _keep_logs(c, name):
 
 
 def checkpoint_mid_run(env):
-    """sbatch --checkpoint, mpiexec.hydra on 3 nodes x 2 ranks (UCX over TCP):
-    `crjob checkpoint JOBID` mid-run commits a generation with a tree on every node,
-    the job goes on and ends with the result of an uninterrupted run"""
+    """sbatch --checkpoint, mpiexec.hydra on 3 nodes x 2 ranks (UCX over TCP), its
+    proxies started by the node agents through crmpi-rsh: `crjob checkpoint JOBID`
+    mid-run commits a generation with a tree on every node, the job goes on and ends
+    with the result of an uninterrupted run"""
     k = _crjob_cases()
     k._need_crjob(env)
     s = _slurm()
