@@ -92,15 +92,13 @@ def _keep_logs(c, name):
     if not os.environ.get("CRJOB_TEST_KEEP"):
         return
     dst = os.path.join("/tmp", f"crjob-keep-{name}-{os.getpid()}")
-    try:
-        # sockets and the like fail to copy: what could be copied is kept
-        shutil.copytree(c.dir, dst, ignore_dangling_symlinks=True, dirs_exist_ok=True)
-    except shutil.Error:
-        pass
-    try:
-        shutil.copytree(c.work, os.path.join(dst, "work"), dirs_exist_ok=True)
-    except shutil.Error:
-        pass
+    # never in the way of the cluster's teardown: sockets and the like fail to
+    # copy, what could be copied is kept
+    for src, to in ((c.dir, dst), (c.work, os.path.join(dst, "work"))):
+        try:
+            shutil.copytree(src, to, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+        except (shutil.Error, OSError):
+            pass
     print(f"logs kept in {dst}", flush=True)
 
 
