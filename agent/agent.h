@@ -24,7 +24,7 @@ void agent_log_init(int fd);
 void alog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ------------------------------------------------------------------ conf.c */
-#define AGENT_MAX_CAPTURE	8
+#define AGENT_MAX_CAPTURE	32
 
 struct agent_conf {
 	char *listen;

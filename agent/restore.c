@@ -22,8 +22,11 @@ int restore_start_tree(struct job *j, struct tree *t)
 	char gen[24], owner[16], **argv;
 	int argc = fixed, i, ret;
 
-	/* the fixed arguments, --generation, a --remap-ip per node, --pidns, NULL */
-	argv = calloc(fixed + 2 + 2 * j->n_remap + 2, sizeof(*argv));
+	/*
+	 * the fixed arguments, --generation, a --remap-ip per node, a
+	 * --capture-path per capture directory, --pidns, NULL
+	 */
+	argv = calloc(fixed + 2 + 2 * j->n_remap + 2 * j->a->conf.n_capture + 2, sizeof(*argv));
 	if (!argv) {
 		tree_fail(j, t, "out of memory");
 		return -ENOMEM;
@@ -42,6 +45,11 @@ int restore_start_tree(struct job *j, struct tree *t)
 	for (i = 0; i < j->n_remap; i++) {
 		argv[argc++] = "--remap-ip";
 		argv[argc++] = j->remap[i];
+	}
+	/* the owner's missing files there are recreated though the owner could not */
+	for (i = 0; i < j->a->conf.n_capture; i++) {
+		argv[argc++] = "--capture-path";
+		argv[argc++] = j->a->conf.capture[i];
 	}
 	if (j->pidns)
 		argv[argc++] = "--pidns";

@@ -20,6 +20,8 @@ static void usage(FILE *f)
 		"           [--action-script FILE] [--external unix:INODE|unix:PATH]...\n"
 		"  crd restore -D DIR [--detach] [--pidns] [--remap-ip OLD=NEW]... [--shell-job]\n"
 		"           [--keep-net-locked] [--action-script FILE] [--owner UID]\n"
+		"           [--capture-path DIR]...  (with --owner: captured files missing\n"
+		"           there are recreated for the owner)\n"
 		"  crd net-unlock PID [--netns PATH]\n"
 		"  crd pre-dump -t PID --store DIR --job ID [--writer NAME] [--generation N]\n"
 		"           [--compress]\n"
@@ -141,6 +143,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 				return -1;
 			}
 			c->capture[c->dump.n_capture++] = optarg;
+			c->restore.n_capture = c->dump.n_capture;
 			break;
 		case OPT_SHELL_JOB:
 			c->dump.shell_job = c->restore.shell_job = true;
@@ -253,7 +256,7 @@ int main(int argc, char **argv)
 		log_init(LOG_WARN, STDERR_FILENO);
 		return store_cli(argc - 2, argv + 2);
 	}
-	c.dump.capture = c.capture;
+	c.dump.capture = c.restore.capture = c.capture;
 	c.dump.external = c.external;
 	c.restore.remap = c.remap;
 	if (parse_opts(argc - 1, argv + 1, &c) || open_log(&c))

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +41,10 @@ struct owner_path {
 	const char *path;
 	int mode;
 	const char *what;
+	/* in the image: crd recreates it when missing */
+	bool captured;
+	/* ... for the owner in capture directory path[0..capture_len) too */
+	size_t capture_len;
 };
 
 struct path_list {
@@ -103,6 +108,9 @@ bad_gid:
 	return -EPERM;
 }
 
+static int add_captured(struct path_list *l, const char *path, int mode, const char *what,
+			bool captured, size_t capture_len);
+
 static int check_ids(const struct owner *o, uint32_t uid, uint32_t gid, const char *what)
 {
 	if (uid == o->uid && owner_has_gid(o, gid))
@@ -113,6 +121,12 @@ static int check_ids(const struct owner *o, uint32_t uid, uint32_t gid, const ch
 }
 
 static int add_path(struct path_list *l, const char *path, int mode, const char *what)
+{
+	return add_captured(l, path, mode, what, false, 0);
+}
+
+static int add_captured(struct path_list *l, const char *path, int mode, const char *what,
+			bool captured, size_t capture_len)
 {
 	if (!path || !path[0] || path[0] == '@')	/* abstract socket names: no file */
 		return 0;
@@ -125,7 +139,7 @@ static int add_path(struct path_list *l, const char *path, int mode, const char 
 		l->p = p;
 		l->cap = cap;
 	}
-	l->p[l->nr++] = (struct owner_path){ path, mode, what };
+	l->p[l->nr++] = (struct owner_path){ path, mode, what, captured, capture_len };
 	return 0;
 }
 
@@ -140,7 +154,33 @@ static int open_mode(uint32_t flags)
 	return R_OK;
 }
 
-static int collect_files(const Crd__Inventory *inv, struct path_list *l)
+/*
+ * The length of the --capture-path directory path is in, 0 if none: a clean
+ * path (no . or .. components) at least two levels below it.
+ */
+static size_t capture_len(const struct restore_opts *opts, const char *path)
+{
+	const char *rest;
+	size_t n;
+	int i;
+
+	if (strstr(path, "/../") || strstr(path, "/./") || strstr(path, "//"))
+		return 0;
+	for (i = 0; i < opts->n_capture; i++) {
+		n = strlen(opts->capture[i]);
+		while (n > 1 && opts->capture[i][n - 1] == '/')
+			n--;
+		if (strncmp(path, opts->capture[i], n) || path[n] != '/')
+			continue;
+		rest = strchr(path + n + 1, '/');
+		if (rest && rest[1])
+			return n;
+	}
+	return 0;
+}
+
+static int collect_files(const Crd__Inventory *inv, const struct restore_opts *opts,
+			 struct path_list *l)
 {
 	size_t i;
 	int ret = 0;
@@ -149,8 +189,13 @@ static int collect_files(const Crd__Inventory *inv, struct path_list *l)
 		const Crd__FileEntry *f = inv->files[i];
 
 		/* deleted files come back from their contents in the image */
-		if (f->has_shmid || (f->path && capture_listed(inv, f->path)))
+		if (f->has_shmid)
 			continue;
+		if (f->path && capture_listed(inv, f->path)) {
+			ret = add_captured(l, f->path, open_mode(f->flags), "an open file", true,
+					   capture_len(opts, f->path));
+			continue;
+		}
 
 		if (f->path && (f->type == CRD__FILE_TYPE__FILE_REG ||
 				f->type == CRD__FILE_TYPE__FILE_FIFO ||
@@ -163,12 +208,13 @@ static int collect_files(const Crd__Inventory *inv, struct path_list *l)
 		if (inv->unix_sks[i]->name && !inv->unix_sks[i]->external)
 			ret = add_path(l, inv->unix_sks[i]->name, 0, "a socket name");
 	for (i = 0; i < inv->n_captured && !ret; i++)
-		ret = add_path(l, inv->captured[i]->path, 0, "a captured file");
+		ret = add_captured(l, inv->captured[i]->path, 0, "a captured file", true,
+				   capture_len(opts, inv->captured[i]->path));
 	return ret;
 }
 
-static int collect_task(const Crd__Inventory *inv, const Crd__TaskEntry *te,
-			struct path_list *l)
+static int collect_task(const Crd__Inventory *inv, const struct restore_opts *opts,
+			const Crd__TaskEntry *te, struct path_list *l)
 {
 	size_t i;
 	int ret = add_path(l, te->mm->exe_path, R_OK, "the executable");
@@ -180,11 +226,15 @@ static int collect_task(const Crd__Inventory *inv, const Crd__TaskEntry *te,
 		if (v->kind != CRD__VMA_KIND__VMA_FILE_PRIVATE &&
 		    v->kind != CRD__VMA_KIND__VMA_FILE_SHARED)
 			continue;
-		if (v->has_shmid || !v->path || capture_listed(inv, v->path))
+		if (v->has_shmid || !v->path)
 			continue;
 		if (v->kind == CRD__VMA_KIND__VMA_FILE_SHARED && (v->prot & PROT_WRITE))
 			mode |= W_OK;
-		ret = add_path(l, v->path, mode, "a mapped file");
+		if (capture_listed(inv, v->path))
+			ret = add_captured(l, v->path, mode, "a mapped file", true,
+					   capture_len(opts, v->path));
+		else
+			ret = add_path(l, v->path, mode, "a mapped file");
 	}
 	return ret;
 }
@@ -209,6 +259,41 @@ static bool may_create(const char *path)
 	return ok;
 }
 
+/*
+ * A missing captured file in a capture directory: crd makes it the owner's
+ * where the owner could not, but not beside the directory's own files (a
+ * spool's state): only below a first-level directory that is missing too or
+ * the owner's (slurmd's jobJOB/, a job's TmpFS directory).
+ */
+static bool capture_may_create(const struct owner *o, const struct owner_path *p)
+{
+	const char *end = strchr(p->path + p->capture_len + 1, '/');
+	struct stat st;
+	char *sub;
+	bool ok;
+
+	sub = end ? strndup(p->path, end - p->path) : NULL;
+	if (!sub)
+		return false;
+	ok = lstat(sub, &st) ? errno == ENOENT : S_ISDIR(st.st_mode) && st.st_uid == o->uid;
+	free(sub);
+	return ok;
+}
+
+/* as the owner: may the tree have path p? */
+static bool path_ok(const struct owner *o, const struct owner_path *p)
+{
+	struct stat st;
+
+	/* crd recreates a missing captured file, the owner's */
+	if (p->captured && lstat(p->path, &st) && errno == ENOENT)
+		return may_create(p->path) || (p->capture_len && capture_may_create(o, p));
+	/* there: crd leaves it as it is, the tree's uses of it are checked */
+	if (!p->mode)
+		return p->captured || may_create(p->path);
+	return !access(p->path, p->mode);
+}
+
 static void drop_to(const struct owner *o)
 {
 	if (setgroups(o->nr_groups, o->groups) || setgid(o->groups[0]) || setuid(o->uid))
@@ -227,13 +312,9 @@ static long first_denied(const struct owner *o, const struct path_list *l)
 		return -2;
 	if (pid == 0) {
 		drop_to(o);
-		for (i = 0; i < l->nr && i < 254; i++) {
-			bool ok = l->p[i].mode ? !access(l->p[i].path, l->p[i].mode) :
-						 may_create(l->p[i].path);
-
-			if (!ok)
+		for (i = 0; i < l->nr && i < 254; i++)
+			if (!path_ok(o, &l->p[i]))
 				_exit(i);
-		}
 		_exit(254);
 	}
 	while (waitpid(pid, &status, 0) < 0)
@@ -318,12 +399,12 @@ int owner_check(const struct restore_ctx *ctx, uid_t uid)
 		for (j = 0; j < te->n_threads && !ret; j++)
 			ret = check_creds(&o, te->threads[j]->tid, te->threads[j]->creds);
 		if (!ret)
-			ret = collect_task(ctx->inv, te, &l);
+			ret = collect_task(ctx->inv, ctx->opts, te, &l);
 	}
 	if (!ret)
 		ret = check_sysv(&o, ctx->inv);
 	if (!ret)
-		ret = collect_files(ctx->inv, &l);
+		ret = collect_files(ctx->inv, ctx->opts, &l);
 	if (!ret)
 		ret = check_paths(&o, &l);
 	free(l.p);

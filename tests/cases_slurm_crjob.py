@@ -496,13 +496,7 @@ def other_user_refused(env):
 CASES.append(("other-user-refused", other_user_refused))
 
 
-def restart_from_owner(env):
-    """the owner stops a job with a checkpoint (`crjob checkpoint JOBID --stop`) and submits
-    a new one with `sbatch --restart-from=JOBID` on other nodes: its batch step restores
-    that generation instead of running its script, the old job's program goes on from its
-    checkpoint (in its own output file) and ends with the result of an uninterrupted run;
-    the new job's coordinator has the restored trees: `crjob checkpoint NEWJOB` makes its
-    generation 1"""
+def _restart_from(env, user):
     _need_crjob(env)
     s = _slurm()
     iters = ITERS
@@ -510,16 +504,35 @@ def restart_from_owner(env):
     c = s.Cluster(env, nodes=2 * s.NODES)
     store = os.path.join(c.dir, "store")
     crd = os.path.join(env.builddir, "crd", "crd")
+
+    def sbatch(*args):
+        if user is None:
+            return c.sbatch(*args, extra=_crjob_env(c))
+        code, text = c.cmd(*_as(user, "sbatch", "--parsable", "-D", c.work, *args),
+                           extra=_crjob_env(c))
+        assert code == 0, f"sbatch {' '.join(args)} as {user} failed: {text}"
+        return text.strip().split(";")[0]
+
     try:
         out = os.path.join(c.work, "job.out")
         script = _mpirun_script(env, c, iters=iters)
-        jobid = c.sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out, script,
-                         extra=_crjob_env(c))
+        if user is not None:
+            # a user's coordinator makes the job's directory itself (an administrator's
+            # step, docs/distributed.md); the agents start a user's orted (crjob spawn)
+            for sub in ("jobs", "coord"):
+                os.makedirs(os.path.join(store, sub), exist_ok=True)
+                os.chmod(os.path.join(store, sub), 0o1777)
+            with open(script) as f:
+                body = f.read()
+            with open(script, "w") as f:
+                f.write(body.replace("export TMPDIR=", "export CRMPI_VIA=agent\nexport TMPDIR=",
+                                     1))
+        jobid = sbatch("--checkpoint", "-N", str(s.NODES), "-t", "5", "-o", out, script)
         _wait_iteration(c, jobid, out, 20)
         _wait_registered(c, jobid, s.NODES)
         first = c.job(jobid)["NodeList"]
         before = _iterations(s._read(out))[-1]
-        code, text = _crjob(c, "checkpoint", jobid, "--stop")
+        code, text = _crjob(c, "checkpoint", jobid, "--stop", user=user)
         assert code == 0 and "generation 1 committed" in text, \
             f"crjob checkpoint --stop failed ({code}): {text}"
         j = c.wait_done(jobid, 60)
@@ -530,8 +543,8 @@ def restart_from_owner(env):
         nout = os.path.join(c.work, "new.out")
         # not where the old job's killed connections may still hold its ports (crd keeps
         # a killed tree's network locked: its orphaned sockets linger there a while)
-        new = c.sbatch(f"--restart-from={jobid}", "-N", str(s.NODES), "-x", first, "-t", "5",
-                       "-o", nout, script, extra=_crjob_env(c))
+        new = sbatch(f"--restart-from={jobid}", "-N", str(s.NODES), "-x", first, "-t", "5",
+                     "-o", nout, script)
         assert new != jobid
         # the old job's program runs again, in the new job, from its checkpoint
         deadline = time.time() + 120
@@ -542,7 +555,7 @@ def restart_from_owner(env):
                 f"{s._read(nout)[-2000:]} {s._read(out)[-1000:]}"
             time.sleep(0.2)
         _wait_registered(c, new, s.NODES)
-        code, text = _crjob(c, "checkpoint", new)
+        code, text = _crjob(c, "checkpoint", new, user=user)
         assert code == 0 and "generation 1 committed" in text, \
             f"crjob checkpoint of the new job failed ({code}): {text}"
         j = c.wait_done(new, 300)
@@ -564,8 +577,25 @@ def restart_from_owner(env):
         assert _gens(r.out) == [1], f"generations of job {new}: {r.out}"
         r = _runner.run([crd, "store", "ls", jobid, "--store", store])
         assert _gens(r.out) == [1], f"generations of job {jobid}: {r.out}"
+        for job in (jobid, new):
+            st = os.stat(os.path.join(store, "jobs", job))
+            assert st.st_uid == (user or 0) and st.st_mode & 0o777 == 0o700, \
+                f"job {job}'s directory: uid {st.st_uid} mode {st.st_mode:o}"
     finally:
         c.down()
+
+
+def restart_from_owner(env):
+    """a user's job (nobody's, not root's: its coordinator, crjob, --restart-from run as
+    that user, mpirun's remote daemons started by the agents with CRMPI_VIA=agent): the
+    owner stops it with a checkpoint (`crjob checkpoint JOBID --stop`) and submits a new
+    one with `sbatch --restart-from=JOBID` on other nodes: its batch step restores that
+    generation instead of running its script (slurmd's copy of the script recreated in the
+    new node's spool for the user), the old job's program goes on from its checkpoint (in
+    its own output file) and ends with the result of an uninterrupted run; the new job's
+    coordinator has the restored trees: `crjob checkpoint NEWJOB` makes its generation 1;
+    the jobs' directories are the user's"""
+    _restart_from(env, NOBODY)
 
 
 CASES.append(("restart-from-owner", restart_from_owner))

@@ -59,6 +59,13 @@ struct restore_opts {
 	/* refuse images that would give the tree more than user owner has */
 	bool has_owner;
 	uid_t owner;
+	/*
+	 * with owner: node-local directories (slurmd's spool, TmpFS) where crd
+	 * recreates the owner's missing captured files though the owner may not
+	 * create files there
+	 */
+	const char **capture;
+	int n_capture;
 };
 
 /* Parse "OLD=NEW" (IPv4 or IPv6 addresses) into r; 0 or -EINVAL. */
