@@ -49,7 +49,6 @@
 #include "crjob.h"
 
 #define BATCH_REGISTER_WAIT_S	30	/* the plugin starts the coordinator beside us */
-#define BATCH_STOP_TIMEOUT_S	20
 #define BATCH_REAP_WAIT_MS	10000	/* for the child the coordinator killed */
 
 struct batch {
@@ -239,6 +238,22 @@ static int checkpoint_stop(struct batch *b)
 	fflush(stdout);
 	crjob__msg__free_unpacked(rep, NULL);
 	return 0;
+}
+
+/*
+ * What crjob batch and crjob resume (the batch task of a restored job) do
+ * at Slurm's SIGTERM: checkpoint --stop, then the requeue if the job still
+ * runs.  0 when the job's trees were committed and stopped.
+ */
+int batch_stop(struct cli *cli, int timeout_s)
+{
+	struct batch b = { .cli = cli, .stop_timeout = timeout_s };
+	int ret;
+
+	ret = checkpoint_stop(&b);
+	if (!ret)
+		requeue_if_running(&b);
+	return ret;
 }
 
 static void on_sigterm(struct batch *b)
