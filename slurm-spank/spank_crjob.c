@@ -860,6 +860,21 @@ static void start_watcher(spank_t sp, uint32_t job, uint32_t step)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
+/* NAME,AGENT_IP:PORT,IP of this node for crjob batch; -1 (logged) without an address */
+static int batch_node(uint32_t job, char *spec, size_t len)
+{
+	char name[64], ip[INET_ADDRSTRLEN];
+
+	node_name(name, sizeof(name));
+	if (node_ip(ip, sizeof(ip))) {
+		slurm_error("crjob: job %u: no address for node %s: the batch script runs "
+			    "without a checkpoint at SIGTERM", job, name);
+		return -1;
+	}
+	snprintf(spec, len, "%s,%s:%d,%s", name, ip, agent_port, ip);
+	return 0;
+}
+
 /*
  * The batch step's task becomes `crjob batch JOBID --node SPEC -- SCRIPT...`
  * (crjob/cmd-batch.c): Slurm's SIGTERM to the batch task then reaches a
@@ -870,20 +885,13 @@ static void start_watcher(spank_t sp, uint32_t job, uint32_t step)
  */
 static int wrap_batch(spank_t sp, uint32_t job, uint32_t step)
 {
-	char name[64], ip[INET_ADDRSTRLEN], spec[160], jobs[16], tmo[16];
+	char spec[160], jobs[16], tmo[16];
 	char *argv[16 + 64] = { 0 };
 	char **envp = NULL, **jargv = NULL;
 	int jargc = 0, i, n;
 
-	if (step != SLURM_BATCH_SCRIPT || !wraps_batch())
+	if (step != SLURM_BATCH_SCRIPT || !wraps_batch() || batch_node(job, spec, sizeof(spec)))
 		return 0;
-	node_name(name, sizeof(name));
-	if (node_ip(ip, sizeof(ip))) {
-		slurm_error("crjob: job %u: no address for node %s: the batch script runs "
-			    "without a checkpoint at SIGTERM", job, name);
-		return 0;
-	}
-	snprintf(spec, sizeof(spec), "%s,%s:%d,%s", name, ip, agent_port, ip);
 	snprintf(jobs, sizeof(jobs), "%u", job);
 	snprintf(tmo, sizeof(tmo), "%d", stop_timeout);
 	crjob_argv(argv, 16, "batch", jobs, "--node", spec, "--stop-timeout", tmo, "--", NULL);
@@ -968,15 +976,23 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	slurm_info("crjob: job %u: restoring generation %ld on this allocation instead of "
 		   "running the batch script", job, gen);
 	{
+		char spec[160];
 		char *head[] = { crjob_bin, "--store", (char *)job_store(), "resume", jobs,
-				 "--generation", g, "--" };
+				 "--generation", g, "--node", spec, "--" };
 		char *argv[sizeof(head) / sizeof(head[0]) + 64] = { 0 };
 		char **envp = NULL, **jargv = NULL;
 		int jargc = 0, i, n = 0;
 
-		/* the batch script after --: it runs if the job cannot be restored */
-		for (i = 0; i < (int)(sizeof(head) / sizeof(head[0])); i++)
-			argv[n++] = head[i];
+		/*
+		 * the batch script after --: it runs if the job cannot be restored,
+		 * under crjob batch on this node (--node) if it has an address
+		 */
+		for (i = 0; i < (int)(sizeof(head) / sizeof(head[0])); i++) {
+			if (!strcmp(head[i], "--node") && batch_node(job, spec, sizeof(spec)))
+				i++;
+			else
+				argv[n++] = head[i];
+		}
 		if (spank_get_item(sp, S_JOB_ARGV, &jargc, &jargv) == ESPANK_SUCCESS)
 			for (i = 0; i < jargc && n < (int)(sizeof(argv) / sizeof(argv[0])) - 1; i++)
 				argv[n++] = jargv[i];

@@ -426,7 +426,7 @@ def requeue_restarts(env, c):
         assert re.search(rf"^batch restart=1 restore-generation={gen}$", text, re.M), \
             f"the restarted batch step did not learn generation {gen}: {text[:2000]}"
         resume = f"crjob --store {os.path.join(c.dir, 'store')} resume {jobid} " \
-            f"--generation {gen} -- "
+            f"--generation {gen} --node {node1},"
         assert [l for l in got if l.startswith(resume)], \
             f"the batch step did not ask to resume instead of starting over: {got}"
         assert f"generation {gen} of job {jobid}" in c.slurmd_log(node1), \
