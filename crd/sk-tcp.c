@@ -128,6 +128,17 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 		e->has_reuseaddr = true;
 		e->reuseaddr = val;
 	}
+	l = sizeof(val);
+	if (!getsockopt(sk, SOL_TCP, TCP_NODELAY, &val, &l)) {
+		e->has_nodelay = true;
+		e->nodelay = val;
+	}
+	l = sizeof(val);
+	if (!getsockopt(sk, SOL_SOCKET, SO_KEEPALIVE, &val, &l)) {
+		e->has_keepalive = true;
+		e->keepalive = val;
+	}
+	l = sizeof(val);
 	if (e->family == AF_INET6 && !getsockopt(sk, IPPROTO_IPV6, IPV6_V6ONLY, &val, &l)) {
 		e->has_v6only = true;
 		e->v6only = val;
@@ -272,9 +283,12 @@ static int new_socket(const Crd__TcpSkEntry *e)
 
 	if (sk < 0)
 		return -errno;
+	/* a listener's options go to the connections it accepts after the restore */
 	if (set_int(sk, SOL_SOCKET, SO_REUSEADDR, 1) ||
 	    (e->has_v6only && e->family == AF_INET6 &&
-	     set_int(sk, IPPROTO_IPV6, IPV6_V6ONLY, e->v6only))) {
+	     set_int(sk, IPPROTO_IPV6, IPV6_V6ONLY, e->v6only)) ||
+	    (e->has_nodelay && set_int(sk, SOL_TCP, TCP_NODELAY, e->nodelay)) ||
+	    (e->has_keepalive && set_int(sk, SOL_SOCKET, SO_KEEPALIVE, e->keepalive))) {
 		close(sk);
 		return -errno;
 	}

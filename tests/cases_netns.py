@@ -181,14 +181,16 @@ CASES = [("stream-100-moves", stream_100_moves),
 
 
 _SERVER = """
-import socket, sys, time
+import socket, sys
 s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 s.bind(("0.0.0.0", int(sys.argv[1])))
 s.listen(8)
 open(sys.argv[2], "w").close()
 while True:
     c, _ = s.accept()
-    c.sendall(b"hi\\n")
+    nodelay = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    c.sendall(f"hi nodelay={nodelay}\\n".encode())
     c.close()
 """
 
@@ -202,7 +204,8 @@ print(c.makefile().readline().strip())
 def listener_back_over_time_wait(env):
     """a server without SO_REUSEADDR that closed a connection first (its port in
     TIME_WAIT) is dumped and restored on the same host: the listener comes back on
-    that port (the remains of the killed connection are freed) and serves again"""
+    that port (the remains of the killed connection are freed), with its TCP_NODELAY,
+    and serves again"""
     hosts = nethosts.Hosts(1)
     work = os.path.join(env.tmpdir, "work")
     os.makedirs(work, exist_ok=True)
@@ -217,7 +220,7 @@ def listener_back_over_time_wait(env):
             assert time.time() < deadline and _runner.alive(pid), "the server did not start"
             time.sleep(0.05)
         r = _runner.run(hosts.argv(0, [sys.executable, "-c", _CLIENT, str(PORT)]))
-        assert r.code == 0 and r.out.strip() == "hi", f"client: {r.out}"
+        assert r.code == 0 and r.out.strip() == "hi nodelay=1", f"client: {r.out}"
         r = _runner.run(hosts.argv(0, ["ss", "-tanH", "state", "time-wait",
                                        "sport", "=", f":{PORT}"]))
         assert r.out.strip(), f"no TIME_WAIT on port {PORT}: the case proves nothing: {r.out}"
@@ -227,7 +230,7 @@ def listener_back_over_time_wait(env):
         r = _runner.run(hosts.argv(0, [env.crd, "restore", "-D", img, "--detach"]))
         assert r.code == 0 and int(r.out.split()[-1]) == pid, f"restore failed: {r.out}"
         r = _runner.run(hosts.argv(0, [sys.executable, "-c", _CLIENT, str(PORT)]))
-        assert r.code == 0 and r.out.strip() == "hi", f"the restored server: {r.out}"
+        assert r.code == 0 and r.out.strip() == "hi nodelay=1", f"the restored server: {r.out}"
     finally:
         if pid and _runner.alive(pid):
             _runner.kill_tree(pid)
