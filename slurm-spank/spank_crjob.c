@@ -34,7 +34,8 @@
  *	on the first node; it writes STORE/coord/JOBID, where crjob finds it.
  *   task_post_fork, remote, batch step: note the task's PID and register
  *	the node: crjob register JOBID --node NODE,IP:AGENT_PORT,IP,PID
- *	(retried while the coordinator is not up yet: exit 3).  Other steps
+ *	(retried while the coordinator is not up yet: exit 3); not when the
+ *	task is crjob batch (task_init), which registers the script it runs.  Other steps
  *	(srun): crjob register JOBID --step-begun JOBID.STEP@NODE, and at the
  *	step's exit --step-ended: no checkpoint while one runs (its tasks hang
  *	off slurmstepd and cannot be restored).
@@ -83,7 +84,7 @@
  *   holds one tree (node 1: batch shell + mpirun, others: orted + ranks)
  *   and every connection between them (orted-mpirun OOB, rank-rank TCP) has
  *   both ends in checkpointed trees: dumped under the network lock and
- *   restored with --remap-ip.  The plugin registers the batch step's task
+ *   restored with --remap-ip.  crjob batch registers the batch script
  *   and the agents report the orteds (crjob register from crmpi-rsh).
  *
  *   SIGTERM before preemption and time limit (implemented): Slurm ends a
