@@ -439,7 +439,7 @@ static int restore_repaired(const Crd__TcpSkEntry *e, int sk)
 	 * connect() sizes the segments (mss_cache) from the MSS known then, and
 	 * the repair option below does not size them again: without this they
 	 * stay at the 536-byte default, which also keeps the receive window
-	 * from growing (a restored MPI job ran five times slower).  The kernel
+	 * from growing (ss -tni: mss:524 where it was 1448).  The kernel
 	 * takes at most 32767 (MAX_TCP_WINDOW): loopback's 65483 is cut to that.
 	 */
 	if (e->mss && set_int(sk, SOL_TCP, TCP_MAXSEG, e->mss < 32767 ? e->mss : 32767))
