@@ -219,6 +219,59 @@ def preempted_checkpoint_at_grace_end(env):
         f"the SIGTERM did not come at the end of GraceTime: {text[-3000:]}"
 
 
+TWICE_ITERS = 120
+
+
+def preempted_twice(env):
+    """the in-grace case twice: after its first resume (on 3 other nodes of 5) the job
+    is preempted again, now with `crjob resume` as its batch task, which takes the
+    SIGTERM the same way; the job resumes from the second generation on the 3 nodes
+    left and ends with the result of an uninterrupted run"""
+    _crj()._need_crjob(env)
+    s = _slurm()
+    want = s.reference(env, TWICE_ITERS, BIG)
+    c = s.Cluster(env, nodes=s.NODES + 2)
+    try:
+        low, out, j = _start(env, c, TWICE_ITERS, ("-p", "low", "-t", "10",
+                                                   "--signal=B:TERM@60"), SLEEP_MS, BIG)
+        every = _every(TWICE_ITERS)
+        _crj()._wait_iteration(c, low, out, 2 * every)
+        highs = []
+        for n in (1, 2):
+            host = c.job(low)["BatchHost"]
+            hout = os.path.join(c.work, f"high{n}.out")
+            highs.append((c.sbatch("-p", "high", "-N", "1", "-w", host, "-t", "5", "-o", hout,
+                                   "--wrap", f"echo high on $(hostname); "
+                                   f"while ! grep -q '^mpirun exit' {out}; do sleep 1; done"),
+                          host, hout))
+            c.wait_job(low, lambda j: j["Restarts"] == str(n), "was not requeued", 90)
+            text = _wait_line(out, rf"^job {low}: generation {n} committed", 120)
+            if n == 1:
+                at = _check_stopped(env, c, low, text, TWICE_ITERS)
+                # preempted again once the restored job has gone on
+                _wait_line(out, rf"^it {at + 2 * every}$", 240)
+        j = c.wait_done(low, 300)
+        text = s._read(out)
+        assert j["JobState"] == "COMPLETED" and j["Restarts"] == "2", \
+            f"job {low}: {j['JobState']}, restarts {j['Restarts']}: {text[-3000:]}"
+        assert text.count(STOP) == 2 and len(re.findall(r"^batch ", text, re.M)) == 1, \
+            f"not two checkpoints of one run of the script: {text[-3000:]}"
+        assert sorted(_gens(c, low)) == [1, 2], f"generations {_gens(c, low)}"
+        second = text.split(STOP)[2]
+        at2 = _crj()._iterations(text.split(STOP)[1])[-1]
+        after = _crj()._iterations(second)
+        assert after and at2 < after[0] <= at2 + every, \
+            f"after the second checkpoint at iteration {at2} the job went on from {after[:3]}"
+        assert _crj()._iterations(text).count(0) == 1 and s._results(text) == [want], \
+            f"RESULT {s._results(text)}, want {want}: {text[-3000:]}"
+        for high, host, hout in highs:
+            h = c.wait_done(high, 60)
+            assert h["JobState"] == "COMPLETED" and f"high on {host}" in s._read(hout), \
+                f"high job {h['JobState']}: {s._read(hout)}"
+    finally:
+        c.down()
+
+
 TL_ITERS = 250
 TL_SLEEP_MS = 300   # at least 75 s of work: more than the minute before the signal
 
@@ -250,4 +303,5 @@ def time_limit_requeued(env):
 
 CASES = [("mpirun-preempted-checkpoint-in-grace", preempted_checkpoint_in_grace),
          ("mpirun-preempted-checkpoint-at-grace-end", preempted_checkpoint_at_grace_end),
+         ("mpirun-preempted-twice", preempted_twice),
          ("mpirun-time-limit-requeued", time_limit_requeued)]
