@@ -12,6 +12,9 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -125,6 +128,17 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 		e->has_reuseaddr = true;
 		e->reuseaddr = val;
 	}
+	l = sizeof(val);
+	if (!getsockopt(sk, SOL_TCP, TCP_NODELAY, &val, &l)) {
+		e->has_nodelay = true;
+		e->nodelay = val;
+	}
+	l = sizeof(val);
+	if (!getsockopt(sk, SOL_SOCKET, SO_KEEPALIVE, &val, &l)) {
+		e->has_keepalive = true;
+		e->keepalive = val;
+	}
+	l = sizeof(val);
 	if (e->family == AF_INET6 && !getsockopt(sk, IPPROTO_IPV6, IPV6_V6ONLY, &val, &l)) {
 		e->has_v6only = true;
 		e->v6only = val;
@@ -269,27 +283,117 @@ static int new_socket(const Crd__TcpSkEntry *e)
 
 	if (sk < 0)
 		return -errno;
+	/* a listener's options go to the connections it accepts after the restore */
 	if (set_int(sk, SOL_SOCKET, SO_REUSEADDR, 1) ||
 	    (e->has_v6only && e->family == AF_INET6 &&
-	     set_int(sk, IPPROTO_IPV6, IPV6_V6ONLY, e->v6only))) {
+	     set_int(sk, IPPROTO_IPV6, IPV6_V6ONLY, e->v6only)) ||
+	    (e->has_nodelay && set_int(sk, SOL_TCP, TCP_NODELAY, e->nodelay)) ||
+	    (e->has_keepalive && set_int(sk, SOL_SOCKET, SO_KEEPALIVE, e->keepalive))) {
 		close(sk);
 		return -errno;
 	}
 	return sk;
 }
 
+#define FREE_PORT_MAX	256	/* remains of connections freed per port */
+
+struct diag_req {
+	struct nlmsghdr nlh;
+	struct inet_diag_req_v2 r;
+};
+
+static int diag_send(int nl, int type, int flags, int family, const struct inet_diag_sockid *id)
+{
+	struct diag_req q = {
+		.nlh = { .nlmsg_len = sizeof(q), .nlmsg_type = type, .nlmsg_flags = flags },
+		.r = { .sdiag_family = family, .sdiag_protocol = IPPROTO_TCP,
+		       .idiag_states = ~(1U << TCP_LISTEN) },
+	};
+
+	if (id)
+		q.r.id = *id;
+	return send(nl, &q, sizeof(q), 0) == sizeof(q) ? 0 : -errno;
+}
+
+/* TCP sockets of this network namespace on local port that no process holds */
+static int orphans_on(int nl, int family, uint16_t port, struct inet_diag_sockid *ids, int max)
+{
+	char buf[16384];
+	struct nlmsghdr *h;
+	int n = 0, len;
+
+	if (diag_send(nl, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, family, NULL))
+		return -errno;
+	while ((len = recv(nl, buf, sizeof(buf), 0)) > 0) {
+		for (h = (struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+			struct inet_diag_msg *m = NLMSG_DATA(h);
+
+			if (h->nlmsg_type == NLMSG_DONE)
+				return n;
+			if (h->nlmsg_type == NLMSG_ERROR)
+				return -EIO;
+			if (ntohs(m->id.idiag_sport) == port && !m->idiag_inode && n < max)
+				ids[n++] = m->id;
+		}
+	}
+	return -EIO;
+}
+
+/*
+ * A port held only by remains of killed connections (FIN_WAIT orphans,
+ * TIME_WAIT: sockets no process has) when a tree comes back to a node where
+ * it, or the trees it talked to, were dumped and killed: nothing can use
+ * them any more, so they are aborted (SOCK_DESTROY).  A socket that a
+ * process holds is never touched.  Returns how many were freed.
+ */
+static int free_port(int family, uint16_t port)
+{
+	struct inet_diag_sockid ids[FREE_PORT_MAX];
+	int nl, n, i, freed = 0;
+	char ack[512];
+
+	nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return 0;
+	n = orphans_on(nl, family, port, ids, FREE_PORT_MAX);
+	for (i = 0; i < n; i++) {
+		if (diag_send(nl, SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, family, &ids[i]) ||
+		    recv(nl, ack, sizeof(ack), 0) <= 0)
+			break;
+		if (!((struct nlmsgerr *)NLMSG_DATA((struct nlmsghdr *)ack))->error)
+			freed++;
+	}
+	close(nl);
+	if (freed)
+		pr_info("TCP port %u: freed %d remains of killed connections\n", port, freed);
+	return freed;
+}
+
+static int bind_listen(int sk, const struct sockaddr_storage *ss, socklen_t l)
+{
+	return bind(sk, (const struct sockaddr *)ss, l) || listen(sk, SOMAXCONN) ? -errno : 0;
+}
+
 static int restore_listen(const Crd__TcpSkEntry *e)
 {
 	struct sockaddr_storage ss;
 	socklen_t l = inet_make_addr(&ss, e->family, &e->src_addr, e->src_port);
-	int sk = new_socket(e);
+	int sk = new_socket(e), ret;
 
 	if (sk < 0)
 		return sk;
-	if (bind(sk, (struct sockaddr *)&ss, l) || listen(sk, SOMAXCONN) ||
-	    set_int(sk, SOL_SOCKET, SO_REUSEADDR, e->has_reuseaddr && e->reuseaddr)) {
-		int ret = -errno;
-
+	ret = bind_listen(sk, &ss, l);
+	if (ret == -EADDRINUSE && free_port(e->family, e->src_port)) {
+		close(sk);
+		sk = new_socket(e);
+		if (sk < 0)
+			return sk;
+		ret = bind_listen(sk, &ss, l);
+	}
+	if (!ret && set_int(sk, SOL_SOCKET, SO_REUSEADDR, e->has_reuseaddr && e->reuseaddr))
+		ret = -errno;
+	if (ret) {
+		errno = -ret;
 		pr_perror("TCP socket %lu: can't listen on port %u again", e->id, e->src_port);
 		close(sk);
 		return ret;
@@ -330,6 +434,15 @@ static int restore_repaired(const Crd__TcpSkEntry *e, int sk)
 	    set_int(sk, SOL_TCP, TCP_QUEUE_SEQ, e->snd_seq - e->send_queue.len) ||
 	    set_int(sk, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE) ||
 	    set_int(sk, SOL_TCP, TCP_QUEUE_SEQ, e->rcv_seq - e->recv_queue.len))
+		return -errno;
+	/*
+	 * connect() sizes the segments (mss_cache) from the MSS known then, and
+	 * the repair option below does not size them again: without this they
+	 * stay at the 536-byte default, which also keeps the receive window
+	 * from growing (ss -tni: mss:524 where it was 1448).  The kernel
+	 * takes at most 32767 (MAX_TCP_WINDOW): loopback's 65483 is cut to that.
+	 */
+	if (e->mss && set_int(sk, SOL_TCP, TCP_MAXSEG, e->mss < 32767 ? e->mss : 32767))
 		return -errno;
 	if (bind(sk, (struct sockaddr *)&src, sl) || connect(sk, (struct sockaddr *)&dst, dl))
 		return -errno;

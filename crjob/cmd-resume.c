@@ -1,7 +1,9 @@
 /*
- * crjob resume JOBID [--generation N] [--from JOB] [-- BATCH-SCRIPT ARGS...]:
+ * crjob resume JOBID [--generation N] [--from JOB] [--node NAME,AGENT,IP]
+ *              [-- BATCH-SCRIPT ARGS...]:
  * restore instead of launch, for the batch step of a requeued Slurm job (the
- * SPANK plugin execs it in place of the batch script, which it names after --).
+ * SPANK plugin execs it in place of the batch script, which it names after
+ * --, and names this node with --node for crjob batch).
  * With --from (sbatch --restart-from=JOB) the generation is another job's of
  * the same owner: JOBID's coordinator restores it and checkpoints JOBID from
  * then on.  Run as the owner, this reads only the owner's job directories.
@@ -18,13 +20,17 @@
  * that reaped it says: WAIT).  If the job cannot be restored (no
  * generation, nodes that do not fit, a failed restore, which the
  * coordinator cleans up everywhere), the batch script runs from the
- * beginning, as it would have without crjob.
+ * beginning, as it would have without crjob.  Slurm's SIGTERM to this task
+ * (preempted again, time limit) becomes a checkpoint --stop, as in crjob
+ * batch (cmd-batch.c).
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -223,19 +229,36 @@ out:
 	return ret;
 }
 
-/* Stay until the restored trees of this node end (they are the agent's children). */
-static int wait_trees(const Crjob__Node *old)
+/*
+ * Stay until the restored trees of this node end (they are the agent's
+ * children).  Slurm's SIGTERM (preemption, time limit, requeue: this is the
+ * batch task) is what crjob batch makes of it: a checkpoint --stop of the
+ * job, whose trees then end.
+ */
+static int wait_trees(struct cli *cli, const Crjob__Node *old, int sfd)
 {
+	struct signalfd_siginfo si;
+	bool stopping = false;
 	size_t i;
 
 	for (i = 0; i < old->n_trees; i++) {
 		int fd = syscall(SYS_pidfd_open, old->trees[i]->pid, 0);
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+				       { .fd = sfd, .events = POLLIN } };
 
 		if (fd < 0)
 			continue;	/* gone already */
-		while (poll(&p, 1, -1) < 0 && errno == EINTR)
-			;
+		while (!(p[0].revents & POLLIN)) {
+			if (poll(p, sfd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+				break;
+			if (!(p[1].revents & POLLIN) ||
+			    read(sfd, &si, sizeof(si)) != sizeof(si) || stopping)
+				continue;
+			stopping = true;
+			if (batch_stop(cli, BATCH_STOP_TIMEOUT_S))
+				fprintf(stderr, "crjob resume: job %s: no checkpoint at SIGTERM: the "
+					"restored trees run on\n", cli->job);
+		}
 		close(fd);
 	}
 	return EX_DONE;
@@ -282,13 +305,40 @@ static int tree_exit_code(struct cli *cli, const char *agent, const Crjob__Node 
 	return code;
 }
 
-/* The batch script from the beginning, when the job cannot be resumed. */
-static int run_script(char **script, int ret)
+/*
+ * The batch script from the beginning, when the job cannot be resumed:
+ * under crjob batch when --node says this node (it registers the script's
+ * tree and takes Slurm's SIGTERM), else alone.
+ */
+static int run_script(struct cli *cli, const char *node, char **script, int ret,
+		      const sigset_t *mask)
 {
+	char *argv[16 + 256];
+	int n = 0, i;
+
 	if (!script || !script[0])
 		return ret;
+	sigprocmask(SIG_SETMASK, mask, NULL);
 	fprintf(stderr, "crjob resume: running %s from the beginning\n", script[0]);
 	fflush(stderr);
+	if (node && !cli_store(cli)) {
+		argv[n++] = "crjob";
+		argv[n++] = "--store";
+		argv[n++] = (char *)cli->store;
+		if (cli->munge_socket) {
+			argv[n++] = "--munge-socket";
+			argv[n++] = (char *)cli->munge_socket;
+		}
+		argv[n++] = "batch";
+		argv[n++] = (char *)cli->job;
+		argv[n++] = "--node";
+		argv[n++] = (char *)node;
+		argv[n++] = "--";
+		for (i = 0; script[i] && n < (int)(sizeof(argv) / sizeof(argv[0])) - 1; i++)
+			argv[n++] = script[i];
+		argv[n] = NULL;
+		execv("/proc/self/exe", argv);
+	}
 	execv(script[0], script);
 	fprintf(stderr, "crjob resume: can't run %s: %s\n", script[0], strerror(errno));
 	return ret;
@@ -297,12 +347,15 @@ static int run_script(char **script, int ret)
 int cmd_resume(struct cli *cli, int argc, char **argv)
 {
 	const char *g = NULL, *from = NULL, *me = getenv("SLURMD_NODENAME");
-	struct cli_arg args[] = { { "generation", true, &g }, { "from", true, &from }, { 0 } };
+	const char *node = NULL;
+	struct cli_arg args[] = { { "generation", true, &g }, { "from", true, &from },
+				  { "node", true, &node }, { 0 } };
 	struct nodelist nl = { };
 	Crjob__Status *st = NULL;
 	uint64_t gen = 0;
-	int *map = NULL, ret, mine = -1, code = EX_DONE;
+	int *map = NULL, ret, mine = -1, code = EX_DONE, sfd;
 	char **script = NULL;
+	sigset_t term, old;
 	size_t i;
 
 	for (i = 0; i < (size_t)argc; i++)
@@ -314,6 +367,11 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	ret = cli_args(cli, argc, argv, args, true);
 	if (ret)
 		return ret;
+	/* Slurm's SIGTERM waits for wait_trees from now on (a signalfd) */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, &old);
+	sfd = signalfd(-1, &term, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (g)
 		gen = strtoull(g, NULL, 10);
 	if (cli_store(cli)) {
@@ -326,7 +384,7 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	if (ret) {
 		fprintf(stderr, "crjob resume: job %s: no generation of job %s to resume from in "
 			"%s: %s\n", cli->job, from, cli->store, strerror(-ret));
-		return run_script(script, EX_NOTFOUND);
+		return run_script(cli, node, script, EX_NOTFOUND, &old);
 	}
 	ret = slurm_nodes(&nl);
 	if (!ret && (size_t)nl.n != st->n_nodes) {
@@ -354,7 +412,7 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 
 		snprintf(agent, sizeof(agent), "%s:%s", nl.v[map[mine]].addr,
 			 port && *port ? port : "7710");
-		wait_trees(st->nodes[mine]);
+		wait_trees(cli, st->nodes[mine], sfd);
 		code = tree_exit_code(cli, agent, st->nodes[mine]);
 	}
 out:
@@ -362,5 +420,7 @@ out:
 	free(nl.v);
 	crjob__status__free_unpacked(st, NULL);
 	/* nothing of the job runs (a failed RESTART is cleaned up everywhere) */
-	return ret == EX_DONE ? code : run_script(script, ret);
+	if (sfd >= 0)
+		close(sfd);
+	return ret == EX_DONE ? code : run_script(cli, node, script, ret, &old);
 }

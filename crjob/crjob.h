@@ -68,6 +68,9 @@ int cmd_register(struct cli *cli, int argc, char **argv);
 int cmd_shutdown(struct cli *cli, int argc, char **argv);
 int cmd_resume(struct cli *cli, int argc, char **argv);
 int cmd_spawn(struct cli *cli, int argc, char **argv);
+int cmd_batch(struct cli *cli, int argc, char **argv);
+int batch_stop(struct cli *cli, int timeout_s);
+#define BATCH_STOP_TIMEOUT_S	20
 
 /* coord/util.c */
 int node_parse_spec(const char *spec, Crjob__Node **out);

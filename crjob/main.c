@@ -33,6 +33,7 @@ static void usage(FILE *f)
 		"  ping JOBID [--count N]\n"
 		"  resume JOBID [--generation G] -- SCRIPT [ARG...]\n"
 		"  spawn JOBID --agent HOST:PORT [--output FILE] [--cwd DIR] -- PROGRAM [ARG...]\n"
+		"  batch JOBID --node NAME,AGENT,IP [--stop-timeout S] -- SCRIPT [ARG...]\n"
 		"Exit codes: 0 done, 1 failed (job unchanged), 2 usage, 3 job or coordinator\n"
 		"not found, 4 permission denied.\n");
 }
@@ -214,7 +215,7 @@ static const struct {
 	{ "checkpoint", cmd_checkpoint }, { "restart", cmd_restart }, { "status", cmd_status },
 	{ "list", cmd_list }, { "history", cmd_history }, { "interval", cmd_interval },
 	{ "register", cmd_register }, { "shutdown", cmd_shutdown }, { "ping", cmd_ping },
-	{ "resume", cmd_resume }, { "spawn", cmd_spawn },
+	{ "resume", cmd_resume }, { "spawn", cmd_spawn }, { "batch", cmd_batch },
 };
 
 /* take the global options out of argv, wherever they are; -1 on a usage error */
@@ -225,7 +226,7 @@ static int global_opts(struct cli *cli, int *argc, char **argv)
 	for (i = 1; i < *argc; i++) {
 		const char **val = NULL, *a = argv[i];
 
-		/* what follows is a command's (resume, spawn), options and all */
+		/* what follows is a command's (resume, spawn, batch), options and all */
 		if (!strcmp(a, "--")) {
 			while (i < *argc)
 				argv[n++] = argv[i++];

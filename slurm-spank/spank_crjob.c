@@ -46,7 +46,8 @@
  *	on the first node; it writes STORE/coord/JOBID, where crjob finds it.
  *   task_post_fork, remote, batch step: note the task's PID and register
  *	the node: crjob register JOBID --node NODE,IP:AGENT_PORT,IP,PID
- *	(retried while the coordinator is not up yet: exit 3).  Other steps
+ *	(retried while the coordinator is not up yet: exit 3); not when the
+ *	task is crjob batch (task_init), which registers the script it runs.  Other steps
  *	(srun): crjob register JOBID --step-begun JOBID.STEP@NODE, and at the
  *	step's exit --step-ended: no checkpoint while one runs (its tasks hang
  *	off slurmstepd and cannot be restored).
@@ -103,30 +104,33 @@
  *   holds one tree (node 1: batch shell + mpirun, others: orted + ranks)
  *   and every connection between them (orted-mpirun OOB, rank-rank TCP) has
  *   both ends in checkpointed trees: dumped under the network lock and
- *   restored with --remap-ip.  The plugin registers the batch step's task
+ *   restored with --remap-ip.  crjob batch registers the batch script
  *   and the agents report the orteds (crjob register from crmpi-rsh).
  *
- *   SIGTERM before preemption (implemented): with PreemptMode=REQUEUE the
- *   step tasks get SIGCONT+SIGTERM at once and everything is killed
- *   GraceTime later.  An unmodified application dies of that SIGTERM, so
- *   in a job with --checkpoint (and a crjob to call) task_init blocks
- *   SIGTERM (the mask survives exec: the signal stays pending) and leaves a
- *   watcher behind: a double-forked process outside the task's tree (never
- *   checkpointed) that polls the task's pending signals.  Slurm signals
- *   only the step's tasks themselves (proctrack/cgroup sends anything but
- *   SIGKILL to slurmstepd's children only), so the watcher cannot simply
- *   catch it.  The task keeps its PID (what Slurm, PMIx and the
- *   registration know).  When SIGTERM is pending, the watcher of global
- *   task 0 runs `crjob checkpoint JOBID --stop` (at most stop_timeout=
- *   seconds: keep it under GraceTime), then every watcher SIGKILLs its task
- *   if it is still there (the coordinator's --stop has killed it when the
- *   checkpoint worked).  scancel, a time limit and scontrol requeue send
- *   the same SIGTERM: they checkpoint too, which a later --restart-from can
- *   use.  An application that unblocks SIGTERM (or orted, which handles it)
- *   gets the signal as before: for mpirun jobs the trigger is the
- *   coordinator, which watches the job's PreemptTime in slurmctld (the
- *   batch shell gets no SIGTERM at preemption).
- *   Slurm's --signal=B:USR1 is no substitute: it fires up to a minute late.
+ *   SIGTERM before preemption and time limit (implemented): Slurm ends a
+ *   job with SIGCONT+SIGTERM, SIGKILL KillWait later; proctrack/cgroup sends
+ *   anything but SIGKILL to slurmstepd's children (the tasks) only.
+ *   Preemption (PreemptMode=REQUEUE) signals the steps' tasks at once and
+ *   the batch task only at the end of GraceTime, unless the job has
+ *   --signal=B:TERM@T and slurm.conf SlurmctldParameters=
+ *   preempt_send_user_signal: then the batch task gets SIGTERM at once.
+ *   - Batch step: the task is `crjob batch` (wrap_batch, crjob/cmd-batch.c),
+ *     which runs the script as its child, registers the child's tree, and
+ *     turns SIGTERM into `crjob checkpoint JOBID --stop`, then into
+ *     `scontrol requeue` if the job still runs (a signal ahead of a time
+ *     limit or of the end of GraceTime).  The script never gets that
+ *     SIGTERM, so its images hold none and the restore delivers none; crjob
+ *     batch is in no image (the restored job's task is `crjob resume`).
+ *     Blocking SIGTERM in the batch task does not work: dash, the usual
+ *     batch shell, clears the signal mask it starts with.
+ *   - Other steps (srun): task_init blocks SIGTERM in the task (the mask
+ *     survives exec: the signal stays pending) and leaves a watcher behind:
+ *     a double-forked process outside the task's tree (never checkpointed)
+ *     that polls the task's pending signals.  When SIGTERM is pending, the
+ *     watcher of global task 0 runs `crjob checkpoint JOBID --stop` (at
+ *     most stop_timeout= seconds), then every watcher SIGKILLs its task if
+ *     it is still there.  An application that unblocks SIGTERM (orted)
+ *     gets the signal as before.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -653,6 +657,12 @@ static void step_note(spank_t sp, uint32_t job, uint32_t step, const char *node,
 	run_detached(crjob_argv(argv, 12, "register", jobs, what, id, NULL), uid, gid, 1);
 }
 
+/* the batch step's task is `crjob batch` (see task_init) */
+static int wraps_batch(void)
+{
+	return job_store()[0] && !access(crjob_bin, X_OK);
+}
+
 int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 {
 	uint32_t job, step, nlocal, restarts = 0;
@@ -707,6 +717,9 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 		   name, strrchr(spec, ',') + 1);
 	if (!job_store()[0] || owner(sp, &uid, &gid))
 		return 0;	/* no store, no coordinator (said in init_post_opt) */
+	/* this task is `crjob batch`: it registers the script it runs, not itself */
+	if (wraps_batch())
+		return 0;
 	snprintf(jobs, sizeof(jobs), "%u", job);
 	{
 		char *argv[12];
@@ -971,6 +984,56 @@ static void start_watcher(spank_t sp, uint32_t job, uint32_t step)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
+/* NAME,AGENT_IP:PORT,IP of this node for crjob batch; -1 (logged) without an address */
+static int batch_node(uint32_t job, char *spec, size_t len)
+{
+	char name[64], ip[INET_ADDRSTRLEN];
+
+	node_name(name, sizeof(name));
+	if (node_ip(ip, sizeof(ip))) {
+		slurm_error("crjob: job %u: no address for node %s: the batch script runs "
+			    "without a checkpoint at SIGTERM", job, name);
+		return -1;
+	}
+	snprintf(spec, len, "%s,%s:%d,%s", name, ip, agent_port, ip);
+	return 0;
+}
+
+/*
+ * The batch step's task becomes `crjob batch JOBID --node SPEC -- SCRIPT...`
+ * (crjob/cmd-batch.c): Slurm's SIGTERM to the batch task then reaches a
+ * process the script cannot unblock it in (dash clears the signal mask), and
+ * becomes a checkpoint --stop and a requeue; the script runs as its child,
+ * registered as this node's tree, never signalled.  Any failure here runs
+ * the script as without crjob.  Returns 0.
+ */
+static int wrap_batch(spank_t sp, uint32_t job, uint32_t step)
+{
+	char spec[160], jobs[16], tmo[16];
+	char *argv[16 + 64] = { 0 };
+	char **envp = NULL, **jargv = NULL;
+	int jargc = 0, i, n;
+
+	if (step != SLURM_BATCH_SCRIPT || !wraps_batch() || batch_node(job, spec, sizeof(spec)))
+		return 0;
+	snprintf(jobs, sizeof(jobs), "%u", job);
+	snprintf(tmo, sizeof(tmo), "%d", stop_timeout);
+	crjob_argv(argv, 16, "batch", jobs, "--node", spec, "--stop-timeout", tmo, "--", NULL);
+	for (n = 0; argv[n]; n++)
+		;
+	if (spank_get_item(sp, S_JOB_ARGV, &jargc, &jargv) != ESPANK_SUCCESS || jargc < 1)
+		return 0;
+	for (i = 0; i < jargc && n < (int)(sizeof(argv) / sizeof(argv[0])) - 1; i++)
+		argv[n++] = jargv[i];
+	argv[n] = NULL;
+	if (spank_get_item(sp, S_JOB_ENV, &envp) != ESPANK_SUCCESS || !envp)
+		envp = environ;
+	execve(crjob_bin, argv, envp);
+	slurm_error("crjob: job %u: exec %s: %s: the batch script runs without a checkpoint "
+		    "at SIGTERM", job, crjob_bin, strerror(errno));
+	return 0;
+}
+
 /*
  * Remote, in the task just before exec, as the job's owner: is this a
  * restart with a checkpoint to restore?  SLURM_RESTART_COUNT is in the
@@ -990,15 +1053,15 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	if (!opt_checkpoint || step_ids(sp, &job, &step) || step == SLURM_EXTERN_CONT)
 		return 0;
 	/*
-	 * Preemption signals the steps' tasks at once, and the batch shell
-	 * only when GraceTime is over: a job whose ranks hang off the batch
-	 * shell (mpirun) is checkpointed then, within KillWait.
+	 * Preemption signals the steps' tasks at once; the batch task is
+	 * `crjob batch`, which takes its SIGTERM itself (wrap_batch).
 	 */
-	start_watcher(sp, job, step);
+	if (step != SLURM_BATCH_SCRIPT)
+		start_watcher(sp, job, step);
 	requeued = spank_getenv(sp, "SLURM_RESTART_COUNT", restarts, sizeof(restarts)) ==
 		   ESPANK_SUCCESS;
 	if (!requeued && !opt_restart_from[0])
-		return 0;
+		return wrap_batch(sp, job, step);
 	item_u32(sp, S_TASK_GLOBAL_ID, &task);
 	if (owner(sp, &uid, &gid))
 		uid = getuid();		/* the task runs as the owner */
@@ -1008,7 +1071,7 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 		slurm_info("crjob: job %u step %s task %u: no committed generation of job %s in "
 			   "%s: starting from the beginning", job, step_name(step, sbuf, sizeof(sbuf)),
 			   task, from, job_store());
-		return 0;
+		return wrap_batch(sp, job, step);
 	}
 	snprintf(g, sizeof(g), "%ld", gen);
 	spank_setenv(sp, "CRJOB_RESTORE_GENERATION", g, 1);
@@ -1017,7 +1080,7 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 		slurm_info("crjob: job %u step %s task %u: generation %ld of job %s: only the "
 			   "batch step is restored; this one starts from the beginning", job,
 			   step_name(step, sbuf, sizeof(sbuf)), task, gen, from);
-		return 0;
+		return wrap_batch(sp, job, step);
 	}
 	if (restore_batch && step == SLURM_BATCH_SCRIPT && !access(crd_bin, X_OK)) {
 		/*
@@ -1042,14 +1105,20 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	slurm_info("crjob: job %u: restoring generation %ld of job %s on this allocation instead "
 		   "of running the batch script", job, gen, from);
 	{
+		char spec[160];
 		char *head[] = { crjob_bin, "--store", (char *)job_store(), "resume", jobs,
-				 "--generation", g };
+				 "--generation", g, "--node", spec };
 		char *argv[sizeof(head) / sizeof(head[0]) + 3 + 64] = { 0 };
 		char **envp = NULL, **jargv = NULL;
 		int jargc = 0, i, n = 0;
 
-		for (i = 0; i < (int)(sizeof(head) / sizeof(head[0])); i++)
-			argv[n++] = head[i];
+		/* --node: a job that cannot be restored runs its script under crjob batch */
+		for (i = 0; i < (int)(sizeof(head) / sizeof(head[0])); i++) {
+			if (!strcmp(head[i], "--node") && batch_node(job, spec, sizeof(spec)))
+				i++;
+			else
+				argv[n++] = head[i];
+		}
 		if (strcmp(from, jobs)) {
 			argv[n++] = "--from";
 			argv[n++] = (char *)from;

@@ -178,3 +178,63 @@ def one_side_later(env):
 CASES = [("stream-100-moves", stream_100_moves),
          ("stream-corrupt-detected", stream_corrupt_detected),
          ("one-side-restored-later", one_side_later)]
+
+
+_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+open(sys.argv[2], "w").close()
+while True:
+    c, _ = s.accept()
+    nodelay = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    c.sendall(f"hi nodelay={nodelay}\\n".encode())
+    c.close()
+"""
+
+_CLIENT = """
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+print(c.makefile().readline().strip())
+"""
+
+
+def listener_back_over_time_wait(env):
+    """a server without SO_REUSEADDR that closed a connection first (its port in
+    TIME_WAIT) is dumped and restored on the same host: the listener comes back on
+    that port (the remains of the killed connection are freed), with its TCP_NODELAY,
+    and serves again"""
+    hosts = nethosts.Hosts(1)
+    work = os.path.join(env.tmpdir, "work")
+    os.makedirs(work, exist_ok=True)
+    ready, img = os.path.join(work, "ready"), os.path.join(work, "img")
+    os.makedirs(img)
+    pid = None
+    try:
+        pid = _runner.spawn(hosts.argv(0, [sys.executable, "-c", _SERVER, str(PORT), ready]),
+                            cwd=work, out=os.path.join(work, "srv.log"))
+        deadline = time.time() + 30
+        while not os.path.exists(ready):
+            assert time.time() < deadline and _runner.alive(pid), "the server did not start"
+            time.sleep(0.05)
+        r = _runner.run(hosts.argv(0, [sys.executable, "-c", _CLIENT, str(PORT)]))
+        assert r.code == 0 and r.out.strip() == "hi nodelay=1", f"client: {r.out}"
+        r = _runner.run(hosts.argv(0, ["ss", "-tanH", "state", "time-wait",
+                                       "sport", "=", f":{PORT}"]))
+        assert r.out.strip(), f"no TIME_WAIT on port {PORT}: the case proves nothing: {r.out}"
+        r = _runner.run(hosts.argv(0, [env.crd, "dump", "-t", str(pid), "-D", img]))
+        assert r.code == 0, f"dump failed: {r.out}"
+        assert _runner.wait_for(pid, 10) is not None, "the dump did not kill the server"
+        r = _runner.run(hosts.argv(0, [env.crd, "restore", "-D", img, "--detach"]))
+        assert r.code == 0 and int(r.out.split()[-1]) == pid, f"restore failed: {r.out}"
+        r = _runner.run(hosts.argv(0, [sys.executable, "-c", _CLIENT, str(PORT)]))
+        assert r.code == 0 and r.out.strip() == "hi nodelay=1", f"the restored server: {r.out}"
+    finally:
+        if pid and _runner.alive(pid):
+            _runner.kill_tree(pid)
+        hosts.destroy()
+
+
+CASES.append(("listener-back-over-time-wait", listener_back_over_time_wait))
