@@ -612,6 +612,7 @@ def sigterm_releases(env):
             "the tree was not released"
         m.mutate()
         # SIGKILL while frozen: the hook's socket closes with the agent, crd lets go
+        a.stop()	# the first agent's munged
         a = Agent(env)
         a.ok("FREEZE", "job=k", f"tree={m.pid}")
         assert _runner.proc_status(m.pid, "TracerPid") != "0", "not frozen"
