@@ -326,16 +326,11 @@ int cmd_batch(struct cli *cli, int argc, char **argv)
 	struct cli_arg args[] = { { "node", true, &node }, { "stop-timeout", true, &timeout },
 				  { 0 } };
 	struct batch b = { .cli = cli, .stop_timeout = BATCH_STOP_TIMEOUT_S };
-	char **script = NULL;
+	char **script;
 	sigset_t set;
-	int i, ret;
+	int ret;
 
-	for (i = 0; i < argc; i++)
-		if (!strcmp(argv[i], "--")) {
-			script = &argv[i + 1];
-			argc = i;
-			break;
-		}
+	script = cli_command(&argc, argv);
 	ret = cli_args(cli, argc, argv, args, true);
 	if (ret)
 		return ret;

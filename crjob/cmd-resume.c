@@ -358,12 +358,7 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	sigset_t term, old;
 	size_t i;
 
-	for (i = 0; i < (size_t)argc; i++)
-		if (!strcmp(argv[i], "--")) {
-			script = &argv[i + 1];
-			argc = i;
-			break;
-		}
+	script = cli_command(&argc, argv);
 	ret = cli_args(cli, argc, argv, args, true);
 	if (ret)
 		return ret;

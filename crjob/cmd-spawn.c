@@ -43,15 +43,11 @@ int cmd_spawn(struct cli *cli, int argc, char **argv)
 				  { "cwd", true, &cwd }, { 0 } };
 	char prog[PATH_MAX], abs_out[PATH_MAX], **cmd = NULL;
 	Crjob__Msg req, *rep;
-	int i, n = 0, ret;
+	int n = 0, ret;
 
-	for (i = 0; i < argc; i++)
-		if (!strcmp(argv[i], "--")) {
-			cmd = &argv[i + 1];
-			n = argc - i - 1;
-			argc = i;
-			break;
-		}
+	cmd = cli_command(&argc, argv);
+	for (n = 0; cmd && cmd[n]; n++)
+		;
 	ret = cli_args(cli, argc, argv, args, true);
 	if (ret)
 		return ret;

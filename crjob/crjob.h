@@ -46,6 +46,7 @@ struct cli_arg {
 	int nmulti;
 };
 int cli_args(struct cli *cli, int argc, char **argv, struct cli_arg *args, bool need_job);
+char **cli_command(int *argc, char **argv);
 
 /* out.c */
 void print_status(const struct cli *cli, const Crjob__Status *st, const char *text);

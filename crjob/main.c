@@ -162,6 +162,19 @@ int cli_call_at(struct cli *cli, const char *addr, const char *what, Crjob__Msg 
 	return EX_DONE;
 }
 
+/* what follows "--" (NULL if none), which is cut from argv for cli_args */
+char **cli_command(int *argc, char **argv)
+{
+	int i;
+
+	for (i = 0; i < *argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			*argc = i;
+			return &argv[i + 1];
+		}
+	return NULL;
+}
+
 /*
  * The job and the options of a command: "--name" alone sets a flag (*val =
  * ""), "--name VALUE" a value; a repeated option with a multi array collects

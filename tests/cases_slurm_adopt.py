@@ -3,26 +3,19 @@ makes an ssh session one: the node agents put the trees they restore into the
 job's extern step on each node, so that `scancel` ends a resumed job; and
 crmpi-rsh can have the agents start mpirun's remote daemons there (`crjob
 spawn`), for the job's owner on the job's nodes only."""
-import importlib.util
 import os
 import re
 import sys
 import time
 
 _runner = sys.modules["__main__"]
-_here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import caseload  # noqa: E402
 
 
 def _crjob_cases():
     """tests/cases_slurm_crjob.py: its helpers (and through it cases_slurm's Cluster)"""
-    mod = sys.modules.get("cases_slurm_crjob")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(
-            "cases_slurm_crjob", os.path.join(_here, "cases_slurm_crjob.py"))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules["cases_slurm_crjob"] = mod
-    return mod
+    return caseload.load("cases_slurm_crjob")
 
 
 def _netns_inode(path):

@@ -2,7 +2,6 @@
 the SPANK plugin loaded): an unmodified MPI job started with mpirun inside
 sbatch --checkpoint, its remote daemons started by crmpi-rsh, checkpointed
 with `crjob checkpoint JOBID` while it runs."""
-import importlib.util
 import os
 import re
 import shutil
@@ -11,19 +10,13 @@ import time
 import unittest
 
 _runner = sys.modules["__main__"]
-_here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import caseload  # noqa: E402
 
 
 def _slurm():
     """tests/cases_slurm.py: its Cluster and reference run"""
-    mod = sys.modules.get("cases_slurm")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location("cases_slurm",
-                                                      os.path.join(_here, "cases_slurm.py"))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules["cases_slurm"] = mod
-    return mod
+    return caseload.load("cases_slurm")
 
 
 ITERS = 120

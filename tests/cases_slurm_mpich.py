@@ -2,7 +2,6 @@
 node, the SPANK plugin loaded): an unmodified MPICH job started with
 mpiexec.hydra inside sbatch --checkpoint, its hydra_pmi_proxy daemons started
 by crmpi-rsh, ranks talking UCX over TCP between nodes."""
-import importlib.util
 import os
 import re
 import shutil
@@ -10,18 +9,12 @@ import sys
 import time
 
 _runner = sys.modules["__main__"]
-_here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import caseload  # noqa: E402
 
 
 def _load(name):
-    """tests/NAME.py, loaded once (cases_slurm_crjob.py loads cases_slurm.py alike)"""
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(_here, f"{name}.py"))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules[name] = mod
-    return mod
+    return caseload.load(name)
 
 
 def _slurm():

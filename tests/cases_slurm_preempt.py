@@ -2,25 +2,18 @@
 on every node, the SPANK plugin loaded): an unmodified mpirun job whose batch task
 is `crjob batch` is checkpointed when Slurm's SIGTERM comes, requeued, and resumes
 from that checkpoint on the nodes it gets next."""
-import importlib.util
 import os
 import re
 import sys
 import time
 
 _runner = sys.modules["__main__"]
-_here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import caseload  # noqa: E402
 
 
 def _load(name):
-    """tests/NAME.py, loaded once (its helpers: Cluster, the mpirun script, ...)"""
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(_here, f"{name}.py"))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules[name] = mod
-    return mod
+    return caseload.load(name)
 
 
 def _slurm():

@@ -2,26 +2,20 @@
 slurmstepd (PMIx, I/O, signals) and cannot be restored on a new allocation
 yet: the plugin tells the coordinator when a step runs, and a checkpoint is
 refused meanwhile, with the reason, while the job runs on."""
-import importlib.util
 import os
 import sys
 import time
 import unittest
 
 _runner = sys.modules["__main__"]
-_here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import caseload  # noqa: E402
 ITERS = 200
 
 
 def _crjob_cases():
-    mod = sys.modules.get("cases_slurm_crjob")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(
-            "cases_slurm_crjob", os.path.join(_here, "cases_slurm_crjob.py"))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules["cases_slurm_crjob"] = mod
-    return mod
+    """tests/cases_slurm_crjob.py: its helpers (and through it cases_slurm's Cluster)"""
+    return caseload.load("cases_slurm_crjob")
 
 
 def srun_step_refused(env):
