@@ -12,16 +12,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import caseload  # noqa: E402
 
 
-def _load(name):
-    return caseload.load(name)
-
-
 def _slurm():
-    return _load("cases_slurm")
+    return caseload.load("cases_slurm")
 
 
 def _crj():
-    return _load("cases_slurm_crjob")
+    return caseload.load("cases_slurm_crjob")
 
 
 MIB = 1 << 20
