@@ -87,6 +87,34 @@ int tcp_probe(pid_t pid, int fd)
 	return inet_probe(pid, fd, SOCK_STREAM, IPPROTO_TCP);
 }
 
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK		72	/* Linux 5.14 */
+#endif
+#define SK_SNDBUF_LOCK		1
+#define SK_RCVBUF_LOCK		2
+
+/* the buffers' sizes, and which of them the program fixed (the kernel sizes the others) */
+static void dump_bufs(int sk, Crd__TcpSkEntry *e)
+{
+	socklen_t l = sizeof(int);
+	int v;
+
+	if (!getsockopt(sk, SOL_SOCKET, SO_SNDBUF, &v, &l)) {
+		e->has_sndbuf = true;
+		e->sndbuf = v;
+	}
+	l = sizeof(v);
+	if (!getsockopt(sk, SOL_SOCKET, SO_RCVBUF, &v, &l)) {
+		e->has_rcvbuf = true;
+		e->rcvbuf = v;
+	}
+	l = sizeof(v);
+	if (!getsockopt(sk, SOL_SOCKET, SO_BUF_LOCK, &v, &l)) {
+		e->has_buf_lock = true;
+		e->buf_lock = v;
+	}
+}
+
 int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_t ino,
 		Crd__TcpSkEntry *e)
 {
@@ -138,6 +166,7 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 		e->has_keepalive = true;
 		e->keepalive = val;
 	}
+	dump_bufs(sk, e);
 	l = sizeof(val);
 	if (e->family == AF_INET6 && !getsockopt(sk, IPPROTO_IPV6, IPV6_V6ONLY, &val, &l)) {
 		e->has_v6only = true;
@@ -277,6 +306,49 @@ static int set_int(int sk, int level, int opt, int v)
 	return setsockopt(sk, level, opt, &v, sizeof(v)) ? -errno : 0;
 }
 
+/* SO_*BUFFORCE to at least want bytes (getsockopt reads twice what was set) */
+static int force_buf(int sk, int opt, bool has, uint32_t dumped, uint32_t want)
+{
+	if (has && dumped / 2 > want)
+		want = dumped / 2;
+	return set_int(sk, SOL_SOCKET, opt, want < INT_MAX ? want : INT_MAX);
+}
+
+/*
+ * A connection's buffers hold its queues and are at least as large as they
+ * had grown; then only those the program had set stay fixed.  Forcing a size
+ * fixes it (SOCK_*BUF_LOCK), and a fixed buffer never grows again: restored
+ * ranks sent their MiB messages through a 128 KiB window, several times
+ * slower than before the checkpoint.  A listener passes its buffers to the
+ * connections it accepts: only fixed ones are set there.
+ */
+static int restore_bufs(const Crd__TcpSkEntry *e, int sk)
+{
+	uint32_t lock = e->has_buf_lock ? e->buf_lock : 0;
+	int ret = 0;
+
+	if (e->state != TCPF_LISTEN) {
+		ret = force_buf(sk, SO_SNDBUFFORCE, e->has_sndbuf, e->sndbuf,
+				e->send_queue.len + (64 << 10));
+		if (!ret)
+			ret = force_buf(sk, SO_RCVBUFFORCE, e->has_rcvbuf, e->rcvbuf,
+					e->recv_queue.len + (64 << 10));
+	} else {
+		if (lock & SK_SNDBUF_LOCK)
+			ret = force_buf(sk, SO_SNDBUFFORCE, e->has_sndbuf, e->sndbuf, 0);
+		if (!ret && (lock & SK_RCVBUF_LOCK))
+			ret = force_buf(sk, SO_RCVBUFFORCE, e->has_rcvbuf, e->rcvbuf, 0);
+		if (!lock)
+			return ret;
+	}
+	if (ret)
+		return ret;
+	/* before 5.14 the kernel has no SO_BUF_LOCK: the sizes stay fixed, slower but right */
+	if (set_int(sk, SOL_SOCKET, SO_BUF_LOCK, lock) && errno != ENOPROTOOPT)
+		return -errno;
+	return 0;
+}
+
 static int new_socket(const Crd__TcpSkEntry *e)
 {
 	int sk = socket(e->family, SOCK_STREAM, 0);
@@ -392,6 +464,8 @@ static int restore_listen(const Crd__TcpSkEntry *e)
 	}
 	if (!ret && set_int(sk, SOL_SOCKET, SO_REUSEADDR, e->has_reuseaddr && e->reuseaddr))
 		ret = -errno;
+	if (!ret)
+		ret = restore_bufs(e, sk);
 	if (ret) {
 		errno = -ret;
 		pr_perror("TCP socket %lu: can't listen on port %u again", e->id, e->src_port);
@@ -502,13 +576,8 @@ int restore_tcp_sks(Crd__TcpSkEntry **sks, size_t n, int *fds)
 			continue;
 		fds[i] = new_socket(sks[i]);
 		ret = fds[i] < 0 ? fds[i] : 0;
-		/* the queues held this much before: make sure they can again */
 		if (!ret)
-			ret = set_int(fds[i], SOL_SOCKET, SO_SNDBUFFORCE,
-				      sks[i]->send_queue.len + (64 << 10));
-		if (!ret)
-			ret = set_int(fds[i], SOL_SOCKET, SO_RCVBUFFORCE,
-				      sks[i]->recv_queue.len + (64 << 10));
+			ret = restore_bufs(sks[i], fds[i]);
 		if (!ret)
 			ret = set_int(fds[i], SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON);
 		if (!ret)

@@ -40,6 +40,20 @@ static void read_pattern(int fd, size_t off, size_t len, const char *who)
 	}
 }
 
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK		72
+#endif
+#define SOCK_RCVBUF_LOCK	2
+
+static int sockopt(int sk, int opt)
+{
+	socklen_t l = sizeof(int);
+	int v = -1;
+
+	getsockopt(sk, SOL_SOCKET, opt, &v, &l);
+	return v;
+}
+
 int main(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -68,10 +82,18 @@ int main(void)
 	      !connect(uc, (struct sockaddr *)&ua, sizeof(ua)), "UDP");
 	child = fork();
 	if (child == 0) {
+		int rcv = 96 << 10, rcv_before;
+
 		c = socket(AF_INET, SOCK_STREAM, 0);
-		check(!connect(c, (struct sockaddr *)&a, sizeof(a)), "connect");
+		/* a receive buffer the program fixed stays fixed, at least as large */
+		check(!setsockopt(c, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)) &&
+		      !connect(c, (struct sockaddr *)&a, sizeof(a)), "connect");
+		rcv_before = sockopt(c, SO_RCVBUF);
 		check(write(c, zdtm_corrupt() ? "hello parenT" : "hello parent", 12) == 12, "write");
 		zdtm_wait();
+		check(sockopt(c, SO_BUF_LOCK) == SOCK_RCVBUF_LOCK && sockopt(c, SO_RCVBUF) >= rcv_before,
+		      "fixed receive buffer: lock %d size %d, was %d", sockopt(c, SO_BUF_LOCK),
+		      sockopt(c, SO_RCVBUF), rcv_before);
 		read_pattern(c, 0, BIG, "child");
 		check(write(c, "bye", 3) == 3, "write after restore");
 		return 0;
@@ -91,6 +113,9 @@ int main(void)
 	zdtm_ready();
 	zdtm_wait();
 	fcntl(s, F_SETFL, 0);
+	/* buffers the kernel sized go on growing with the connection: not fixed */
+	check(sockopt(s, SO_BUF_LOCK) == 0, "autotuned buffers fixed by the restore: lock %d",
+	      sockopt(s, SO_BUF_LOCK));
 	kill(child, SIGUSR2);
 	{
 		char buf[16];
