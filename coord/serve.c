@@ -230,8 +230,9 @@ static void do_operation(struct coord *co, struct rpc_conn *c, const Crjob__Msg 
 		ret = ckpt_start(co, m->has_stop && m->stop);
 		if (ret == -EOPNOTSUPP)
 			snprintf(why, sizeof(why), "job %s: can't checkpoint while srun step %s "
-				 "runs: tasks srun launches cannot be restored (launch MPI with "
-				 "mpirun or mpiexec through crmpi-rsh); the job runs on", co->job,
+				 "runs: the tasks of an srun step cannot be restored (MPI steps, "
+				 "srun --mpi=pmix or pmi2, can: the plugin runs them with crjob srun "
+				 "given crmpi= and no CRJOB_SRUN=step); the job runs on", co->job,
 				 steps_running(co));
 		else if (ret)
 			snprintf(why, sizeof(why), "job %s: can't checkpoint: %s", co->job,

@@ -6,7 +6,9 @@
  * SPANK plugin tells the coordinator when a step begins and ends on a node,
  * and a checkpoint is refused while one runs (the job runs on; periodic
  * checkpoints take the next interval).  MPI launched with mpirun or mpiexec
- * through crmpi-rsh is what crjob checkpoints.
+ * through crmpi-rsh is what crjob checkpoints, and MPI steps (srun --mpi=pmix,
+ * pmi2) are launched that way by the plugin (crjob srun): only the others,
+ * or those of a job with CRJOB_SRUN=step, are srun steps here.
  */
 #include <errno.h>
 #include <stdlib.h>

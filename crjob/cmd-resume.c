@@ -51,30 +51,6 @@ static int by_name(const void *a, const void *b)
 	return strverscmp(((const struct snode *)a)->name, ((const struct snode *)b)->name);
 }
 
-/* one line of `scontrol ...`'s output per call of fn */
-static int scontrol(const char *args, int (*fn)(const char *line, void *arg), void *arg)
-{
-	char cmd[8192], line[8192];
-	FILE *p;
-	int ret = 0, st;
-
-	snprintf(cmd, sizeof(cmd), "scontrol %s", args);
-	p = popen(cmd, "r");
-	if (!p)
-		return -errno;
-	while (!ret && fgets(line, sizeof(line), p)) {
-		line[strcspn(line, "\n")] = '\0';
-		if (line[0])
-			ret = fn(line, arg);
-	}
-	st = pclose(p);
-	if (!ret && st) {
-		fprintf(stderr, "crjob resume: `%s` failed (status %#x)\n", cmd, st);
-		ret = -EIO;
-	}
-	return ret;
-}
-
 struct nodelist {
 	struct snode *v;
 	int n;
@@ -114,8 +90,7 @@ static int slurm_nodes(struct nodelist *l)
 		fprintf(stderr, "crjob resume: no SLURM_JOB_NODELIST: not in a Slurm job\n");
 		return -EINVAL;
 	}
-	snprintf(args, sizeof(args), "show hostnames '%s'", list);
-	ret = scontrol(args, add_name, l);
+	ret = slurm_hostnames(list, add_name, l);
 	for (i = 0; !ret && i < l->n; i++) {
 		snprintf(args, sizeof(args), "show node -o '%s'", l->v[i].name);
 		ret = scontrol(args, node_addr, &l->v[i]);

@@ -57,6 +57,11 @@ void progress_end(void);
 int parse_duration(const char *s, unsigned *seconds);
 void fmt_bytes(char *buf, size_t len, unsigned long long b);
 
+/* slurm.c */
+int scontrol(const char *args, int (*fn)(const char *line, void *arg), void *arg);
+int slurm_counts(const char *s, long *v, int max);
+int slurm_hostnames(const char *list, int (*fn)(const char *name, void *arg), void *arg);
+
 /* commands */
 int cmd_checkpoint(struct cli *cli, int argc, char **argv);
 int cmd_restart(struct cli *cli, int argc, char **argv);
@@ -70,6 +75,7 @@ int cmd_shutdown(struct cli *cli, int argc, char **argv);
 int cmd_resume(struct cli *cli, int argc, char **argv);
 int cmd_spawn(struct cli *cli, int argc, char **argv);
 int cmd_batch(struct cli *cli, int argc, char **argv);
+int cmd_srun(struct cli *cli, int argc, char **argv);
 int batch_stop(struct cli *cli, int timeout_s);
 #define BATCH_STOP_TIMEOUT_S	20
 

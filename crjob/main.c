@@ -34,6 +34,8 @@ static void usage(FILE *f)
 		"  resume JOBID [--generation G] -- SCRIPT [ARG...]\n"
 		"  spawn JOBID --agent HOST:PORT [--output FILE] [--cwd DIR] -- PROGRAM [ARG...]\n"
 		"  batch JOBID --node NAME,AGENT,IP [--stop-timeout S] -- SCRIPT [ARG...]\n"
+		"  srun --rsh CRMPI-RSH [--mpirun P] [--mpiexec P] [--iface IF] [--dry-run]\n"
+		"       -- SRUN [OPTIONS] PROGRAM [ARG...]\n"
 		"Exit codes: 0 done, 1 failed (job unchanged), 2 usage, 3 job or coordinator\n"
 		"not found, 4 permission denied.\n");
 }
@@ -229,6 +231,7 @@ static const struct {
 	{ "list", cmd_list }, { "history", cmd_history }, { "interval", cmd_interval },
 	{ "register", cmd_register }, { "shutdown", cmd_shutdown }, { "ping", cmd_ping },
 	{ "resume", cmd_resume }, { "spawn", cmd_spawn }, { "batch", cmd_batch },
+	{ "srun", cmd_srun },
 };
 
 /* take the global options out of argv, wherever they are; -1 on a usage error */

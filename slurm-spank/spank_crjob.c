@@ -7,6 +7,7 @@
  *                                   [agent_port=7710] [iface=eth0] [stop_timeout=20]
  *                                   [munge_socket=PATH] [keep=K] [restore=1]
  *                                   [crmpi=PATH [crmpi_hosts=FILE]]
+ *                                   [srun_mpi=0] [mpirun=PATH] [mpiexec=PATH]
  *
  * Options (registered from slurm_spank_init, so sbatch and salloc accept
  * them too, not only srun):
@@ -39,8 +40,19 @@
  * fork+exec, detached (own session, double fork: slurmstepd never waits for
  * it and never reaps it), as the job's owner.
  *
+ * srun MPI steps (with crmpi=, unless srun_mpi=0): in a --checkpoint batch
+ * script, `srun --mpi=pmix|pmi2 ...` (or SLURM_MPI_TYPE) becomes `crjob srun`
+ * (crjob/cmd-srun.c), which runs the same ranks on the same nodes with Open
+ * MPI's mpirun (mpirun=, default mpirun.openmpi) or MPICH's mpiexec.hydra
+ * (mpiexec=) and crmpi-rsh: trees the job's checkpoints hold, where an srun
+ * step's tasks hang off slurmstepd.  Other steps, a job with CRJOB_SRUN=step,
+ * and options crjob srun cannot translate stay srun steps (below).
+ *
  * What runs where (remote = slurmstepd on each node of a step):
  *
+ *   init_post_opt, local, in srun inside the batch script of a --checkpoint
+ *	job: exec `crjob srun --rsh CRMPI -- SRUN-ARGV` (steer_srun), before
+ *	srun has asked Slurm for anything.
  *   init_post_opt, remote, batch step: start the job's coordinator,
  *	crjob-coord --job JOBID --store DIR [--interval S] --owner UID,
  *	on the first node; it writes STORE/coord/JOBID, where crjob finds it.
@@ -86,17 +98,17 @@
  *   slurmstepd, which is why an srun-launched (PMIx) job is restored as the
  *   batch tree plus the step's trees, see below.
  *
- *   PMIx of srun --mpi=pmix ranks: each rank holds a UNIX connection to the
- *   PMIx server inside its node's slurmstepd, outside the tree.  It is dumped
- *   as external (crd --external unix:INODE) and restored connected to the
- *   new step's server socket in TmpFS; the new server knows the same
- *   namespace (slurm.pmix.JOBID.STEP: same job id, steps numbered again from
- *   0) but not the old connection, so crmpi replaces it by a connection to a
- *   small PMIx proxy (crmpi) that is part of the tree and forwards to
- *   whatever server the node has now.  Until then the coordinator refuses
- *   a checkpoint while an srun step runs (task_post_fork tells it), and a
- *   requeued job resumes from a generation taken between steps, or starts
- *   over.
+ *   srun steps: an MPI step is steered to crjob srun (above), so none runs
+ *   when a checkpoint is taken.  The route not taken: restoring srun-launched
+ *   ranks in place would need, for each rank, its PMIx/PMI-2 connection into
+ *   slurmstepd replaced by one to a proxy inside the tree that re-attaches to
+ *   the new step's server (same namespace slurm.pmix.JOBID.STEP) and answers
+ *   from the key-value state it kept, plus an srun client that is a new
+ *   step's: far more of Slurm's protocols to carry than the launchers MPI
+ *   libraries ship.  For the steps that remain (no MPI, CRJOB_SRUN=step) the
+ *   coordinator refuses a checkpoint while one runs (task_post_fork tells
+ *   it), and a requeued job resumes from a generation taken between steps,
+ *   or starts over.
  *
  *   mpirun inside sbatch: with OMPI_MCA_plm_rsh_agent=crmpi-rsh, orted on
  *   each node is started detached in that node (its network namespace here,
@@ -179,6 +191,9 @@ static int restore_batch;		/* restore=1: experimental restore of the batch step 
 static int stop_timeout = 20;		/* seconds for checkpoint --stop at SIGTERM */
 static char crmpi_rsh[PATH_MAX];	/* crmpi=: MPI launchers start daemons with it */
 static char crmpi_hosts[PATH_MAX];	/* crmpi_hosts=: its CRMPI_HOSTS */
+static int srun_mpi = 1;		/* srun_mpi=0: srun MPI steps stay Slurm steps */
+static char mpirun_bin[PATH_MAX];	/* mpirun=: Open MPI's launcher for them */
+static char mpiexec_bin[PATH_MAX];	/* mpiexec=: MPICH's */
 
 /* the user's options */
 static int opt_checkpoint;
@@ -347,6 +362,12 @@ static void parse_args(int ac, char **av)
 			snprintf(crmpi_rsh, sizeof(crmpi_rsh), "%s", a + 6);
 		else if (!strncmp(a, "crmpi_hosts=", 12))
 			snprintf(crmpi_hosts, sizeof(crmpi_hosts), "%s", a + 12);
+		else if (!strncmp(a, "srun_mpi=", 9))
+			srun_mpi = atoi(a + 9) > 0;
+		else if (!strncmp(a, "mpirun=", 7))
+			snprintf(mpirun_bin, sizeof(mpirun_bin), "%s", a + 7);
+		else if (!strncmp(a, "mpiexec=", 8))
+			snprintf(mpiexec_bin, sizeof(mpiexec_bin), "%s", a + 8);
 		else
 			/* a typo in plugstack.conf must not stop jobs */
 			slurm_error("crjob: plugstack.conf: unknown argument '%s' ignored", a);
@@ -549,7 +570,84 @@ static int owner(spank_t sp, uid_t *uid, gid_t *gid)
 	return 0;
 }
 
-/* Remote: export the options to the tasks, start the coordinator from the batch step. */
+/* srun's own command line, as argv in buf (NULL-terminated), or NULL */
+static char **self_argv(char *buf, size_t size, char **argv, int max)
+{
+	ssize_t len = 0, r;
+	int fd, n = 0;
+	char *p;
+
+	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	while ((r = read(fd, buf + len, size - 1 - len)) > 0)
+		len += r;
+	close(fd);
+	if (r < 0 || len <= 0 || (size_t)len == size - 1)
+		return NULL;
+	buf[len] = '\0';
+	for (p = buf; p < buf + len && n < max - 1; p += strlen(p) + 1)
+		argv[n++] = p;
+	argv[n] = NULL;
+	return p < buf + len ? NULL : argv;
+}
+
+/*
+ * Local, in srun, inside the batch script of a --checkpoint job: hand the
+ * step to `crjob srun` (crjob/cmd-srun.c), which runs an MPI step (--mpi=pmix,
+ * pmi2) with mpirun or mpiexec.hydra and crmpi-rsh, as trees the job's
+ * checkpoints hold, and any other step as the srun it is (CRJOB_SRUN=step).
+ * Here srun has not asked Slurm for anything yet: exec leaves no step behind.
+ */
+static void steer_srun(void)
+{
+	static char cmdline[256 * 1024];
+	static char *sargv[8192], *argv[8192 + 16];
+	const char *e = getenv("ENVIRONMENT"), *s = getenv("CRJOB_SRUN");
+	int n = 0, i;
+
+	if (!srun_mpi || !crmpi_rsh[0] || !getenv("CRJOB_JOB") || !e || strcmp(e, "BATCH") ||
+	    getenv("SLURM_STEP_ID") || (s && !strcmp(s, "step")))
+		return;
+	if (access(crjob_bin, X_OK) || !self_argv(cmdline, sizeof(cmdline), sargv, 8192))
+		return;
+	argv[n++] = crjob_bin;
+	argv[n++] = "srun";
+	argv[n++] = "--rsh";
+	argv[n++] = crmpi_rsh;
+	if (iface[0]) {
+		argv[n++] = "--iface";
+		argv[n++] = iface;
+	}
+	if (mpirun_bin[0]) {
+		argv[n++] = "--mpirun";
+		argv[n++] = mpirun_bin;
+	}
+	if (mpiexec_bin[0]) {
+		argv[n++] = "--mpiexec";
+		argv[n++] = mpiexec_bin;
+	}
+	argv[n++] = "--";
+	for (i = 0; sargv[i]; i++)
+		argv[n++] = sargv[i];
+	argv[n] = NULL;
+	{
+		sigset_t none;
+
+		/* nothing of srun's goes into the launcher's tree, which crjob dumps */
+		syscall(SYS_close_range, 3, ~0U, 0);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	execv(argv[0], argv);
+	slurm_error("crjob: %s srun: %s: the step runs as a Slurm step", crjob_bin,
+		    strerror(errno));
+}
+
+/*
+ * Remote: export the options to the tasks, start the coordinator from the
+ * batch step.  Local (srun): steer an MPI step to a launch crjob restores.
+ */
 int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 {
 	uint32_t job, step;
@@ -557,8 +655,13 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	uid_t uid;
 	gid_t gid;
 
-	if (!spank_remote(sp) || !opt_checkpoint)
+	if (!opt_checkpoint)
 		return 0;
+	if (!spank_remote(sp)) {
+		if (spank_context() == S_CTX_LOCAL)
+			steer_srun();
+		return 0;
+	}
 	if (step_ids(sp, &job, &step) || step == SLURM_EXTERN_CONT)
 		return 0;
 	snprintf(buf, sizeof(buf), "%ld", opt_interval);
