@@ -35,10 +35,18 @@ def _every(iters):
     return max(iters // 10, 1)
 
 
-def _script(env, c, iters, sleep_ms=100, big=4 * MIB):
-    """a batch script that runs mpi_app on all its nodes with mpirun and crmpi-rsh"""
+def _script(env, c, iters, sleep_ms=100, big=4 * MIB, srun=False):
+    """a batch script that runs mpi_app on all its nodes with mpirun and crmpi-rsh, or
+    with `srun --mpi=pmix` (which the plugin's crmpi= steers to mpirun and crmpi-rsh)"""
     s = _slurm()
     rsh = os.path.join(env.srcdir, "crmpi", "crmpi-rsh")
+    if srun:
+        return c.script_file("srun.sh", f"""
+echo batch $$ restart=${{SLURM_RESTART_COUNT:--}}
+export OMPI_MCA_btl=self,tcp,vader OMPI_MCA_btl_tcp_if_include=eth0
+srun --mpi=pmix -n {s.NODES * s.PPN} {s._app(env, "openmpi")} {iters} {sleep_ms} {big}
+echo launcher exit $?
+""")
     return c.script_file("mpirun.sh", f"""
 echo batch $$ restart=${{SLURM_RESTART_COUNT:--}}
 export OMPI_MCA_plm=rsh OMPI_MCA_plm_rsh_agent={rsh} CRMPI_HOSTS={_crj()._hosts_file(c)}
@@ -47,7 +55,7 @@ export OMPI_MCA_btl=self,tcp,vader OMPI_MCA_btl_tcp_if_include=eth0 \\
 export TMPDIR={c.work}
 mpirun.openmpi -np {s.NODES * s.PPN} --map-by ppr:{s.PPN}:node {s._app(env, "openmpi")} \\
     {iters} {sleep_ms} {big}
-echo mpirun exit $?
+echo launcher exit $?
 """)
 
 
@@ -77,13 +85,14 @@ def _batch_pid_registered(c, jobid, text):
         f"the script's shell {shell} is not a registered tree: {out}"
 
 
-def _start(env, c, iters, args, sleep_ms=100, big=4 * MIB):
-    """sbatch --checkpoint of the mpirun job on 3 nodes; once it runs and all its
-    trees are registered: its id, output file, nodes"""
+def _start(env, c, iters, args, sleep_ms=100, big=4 * MIB, srun=False):
+    """sbatch --checkpoint of the mpirun (or srun) job on 3 nodes; once it runs and all
+    its trees are registered: its id, output file, nodes"""
     s = _slurm()
     out = os.path.join(c.work, "job.out")
-    jobid = c.sbatch("--requeue", "--checkpoint", *args, "-N", str(s.NODES), "-o", out,
-                     _script(env, c, iters, sleep_ms, big), extra=_crj()._crjob_env(c))
+    jobid = c.sbatch("--requeue", "--checkpoint", *args, "-N", str(s.NODES),
+                     f"--ntasks-per-node={s.PPN}", "-o", out,
+                     _script(env, c, iters, sleep_ms, big, srun), extra=_crj()._crjob_env(c))
     _crj()._wait_iteration(c, jobid, out, 1)
     _wait_registered(c, jobid, s.NODES)
     _batch_pid_registered(c, jobid, s._read(out))
@@ -150,28 +159,30 @@ def _check_resumed(env, c, jobid, out, at, iters, big=BIG):
         f"after the checkpoint at iteration {at} the job went on from {after[:3]}"
     want = s.reference(env, iters, big)
     assert s._results(text) == [want], f"RESULT {s._results(text)}, want {want}: {text[-2000:]}"
-    assert re.search(r"^mpirun exit 0$", text, re.M), f"mpirun did not end well: {text[-2000:]}"
+    assert re.search(r"^launcher exit 0$", text, re.M), \
+        f"the launcher did not end well: {text[-2000:]}"
     # SIGTERM was not delivered again after the restore: the restored job ran to its end
     assert text.count(STOP) == 1, f"more than one SIGTERM taken: {text[-3000:]}"
     return j, text
 
 
-def _preempt(env, signal_args):
-    """the mpirun job on 3 of 4 nodes in partition low, preempted by a high job on
-    its batch node that holds the node until the low job has ended elsewhere;
-    the low job's output"""
+def _preempt(env, signal_args, srun=False):
+    """the mpirun (or srun --mpi=pmix) job on 3 of 4 nodes in partition low, preempted
+    by a high job on its batch node that holds the node until the low job has ended
+    elsewhere; the low job's output"""
     _crj()._need_crjob(env)
     s = _slurm()
     s.reference(env, ITERS, BIG)
-    c = s.Cluster(env, nodes=s.NODES + 1)
+    c = caseload.load("cases_slurm_mpich")._crmpi_cluster(env, s.NODES + 1) if srun else \
+        s.Cluster(env, nodes=s.NODES + 1)
     try:
         low, out, j = _start(env, c, ITERS, ("-p", "low", "-t", "8") + signal_args,
-                             SLEEP_MS, BIG)
+                             SLEEP_MS, BIG, srun)
         _crj()._wait_iteration(c, low, out, 2 * _every(ITERS))
         hout = os.path.join(c.work, "high.out")
         high = c.sbatch("-p", "high", "-N", "1", "-w", j["BatchHost"], "-t", "3", "-o", hout,
                         "--wrap", f"echo high on $(hostname); "
-                        f"while ! grep -q '^mpirun exit' {out}; do sleep 1; done")
+                        f"while ! grep -q '^launcher exit' {out}; do sleep 1; done")
         c.wait_job(low, lambda j: j["Restarts"] == "1", "was not requeued", 90)
         text = _wait_stopped(c, low, out)
         at = _check_stopped(env, c, low, text, ITERS)
@@ -199,10 +210,11 @@ def preempted_checkpoint_in_grace(env):
 
 
 def preempted_checkpoint_at_grace_end(env):
-    """the same without --signal: Slurm's SIGTERM reaches the batch task only when
-    GraceTime ends and the job is requeued; crjob batch checkpoints within KillWait,
-    leaves the requeue to Slurm, and the job resumes from that generation"""
-    text = _preempt(env, ())
+    """the same without --signal, with `srun --mpi=pmix` (run through mpirun by the
+    plugin's crmpi=): Slurm's SIGTERM reaches the batch task only when GraceTime ends
+    and the job is requeued; crjob batch checkpoints within KillWait, leaves the
+    requeue to Slurm, and the job resumes from that generation"""
+    text = _preempt(env, (), srun=True)
     m = re.search(r"^.*DUE TO PREEMPTION.*$", text, re.M)
     assert m and m.start() < text.index(STOP), \
         f"the SIGTERM did not come at the end of GraceTime: {text[-3000:]}"
@@ -231,7 +243,7 @@ def preempted_twice(env):
             hout = os.path.join(c.work, f"high{n}.out")
             highs.append((c.sbatch("-p", "high", "-N", "1", "-w", host, "-t", "5", "-o", hout,
                                    "--wrap", f"echo high on $(hostname); "
-                                   f"while ! grep -q '^mpirun exit' {out}; do sleep 1; done"),
+                                   f"while ! grep -q '^launcher exit' {out}; do sleep 1; done"),
                           host, hout))
             c.wait_job(low, lambda j: j["Restarts"] == str(n), "was not requeued", 90)
             text = _wait_line(out, rf"^job {low}: generation {n} committed", 120)
@@ -291,6 +303,6 @@ def time_limit_requeued(env):
 
 
 CASES = [("mpirun-preempted-checkpoint-in-grace", preempted_checkpoint_in_grace),
-         ("mpirun-preempted-checkpoint-at-grace-end", preempted_checkpoint_at_grace_end),
+         ("srun-pmix-preempted-checkpoint-at-grace-end", preempted_checkpoint_at_grace_end),
          ("mpirun-preempted-twice", preempted_twice),
          ("mpirun-time-limit-requeued", time_limit_requeued)]
