@@ -645,6 +645,32 @@ static void steer_srun(void)
 }
 
 /*
+ * crjob checkpoints the trees of a batch job: salloc's shell is on a login
+ * node, and the tasks of an srun outside a batch job hang off slurmstepd.
+ * Said where the user typed --checkpoint; the job runs, without checkpoints.
+ */
+static void warn_interactive(void)
+{
+	char comm[32] = "";
+	int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		if (read(fd, comm, sizeof(comm) - 1) < 0)
+			comm[0] = '\0';
+		close(fd);
+		comm[strcspn(comm, "\n")] = '\0';
+	}
+	if (spank_context() == S_CTX_ALLOCATOR && !strcmp(comm, "salloc"))
+		slurm_error("crjob: --checkpoint: an salloc allocation has no batch script "
+			    "whose processes crjob could restore: no checkpoints (submit the "
+			    "job with sbatch --checkpoint)");
+	else if (spank_context() == S_CTX_LOCAL && !getenv("SLURM_JOB_ID"))
+		slurm_error("crjob: --checkpoint: the tasks of an srun outside a batch job "
+			    "cannot be restored: no checkpoints (submit the job with sbatch "
+			    "--checkpoint)");
+}
+
+/*
  * Remote: export the options to the tasks, start the coordinator from the
  * batch step.  Local (srun): steer an MPI step to a launch crjob restores.
  */
@@ -658,6 +684,7 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	if (!opt_checkpoint)
 		return 0;
 	if (!spank_remote(sp)) {
+		warn_interactive();
 		if (spank_context() == S_CTX_LOCAL)
 			steer_srun();
 		return 0;

@@ -576,6 +576,12 @@ def spank_options(env, c):
         f"--checkpoint without a value: {j['JobState']}: {_read(out)}"
     code, o = c.cmd("srun", "--checkpoint=5m", "-t", "1", "sh", "-c", "echo ck=$CRJOB_CHECKPOINT")
     assert code == 0 and "ck=300" in o, f"srun --checkpoint=5m: {code}: {o}"
+    # no batch script, nothing to restore: the user is told, the job runs
+    assert "srun outside a batch job cannot be restored: no checkpoints" in o, \
+        f"srun --checkpoint outside a batch job said nothing: {o}"
+    code, o = c.cmd("salloc", "--checkpoint", "-N", "1", "-t", "1", "true")
+    assert code == 0 and "an salloc allocation has no batch script" in o, \
+        f"salloc --checkpoint: {code}: {o}"
 
 
 def spank_calls(env):
