@@ -44,7 +44,10 @@ struct op {
 	const char *name;
 	void (*node_done)(struct coord *co, struct cnode *cn, int err, const char *why,
 			  const Crjob__Msg *m);
-	/* give up (the coordinator exits): ABORT or KILL, then end as a failure */
+	/*
+	 * give up (the coordinator exits, the job changed under a checkpoint):
+	 * ABORT or KILL, then end as a failure; nothing once a checkpoint committed
+	 */
 	void (*cancel)(struct coord *co, const char *why);
 	/* an agent's EVENT updated the progress (may be NULL) */
 	void (*event)(struct coord *co);
@@ -101,6 +104,8 @@ struct coord {
 int steps_update(struct coord *co, const Crjob__Msg *m);
 /* the first running srun step, NULL if none */
 const char *steps_running(const struct coord *co);
+/* what keeps a checkpoint from starting, as "srun step J.S@N runs" and the like */
+void steps_why(const struct coord *co, char *buf, size_t len, bool advice);
 void steps_free(struct coord *co);
 
 /* util.c */

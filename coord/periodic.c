@@ -32,10 +32,12 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	}
 	co->caller.c = NULL;
 	ret = ckpt_start(co, false);
-	if (ret == -EOPNOTSUPP)
-		pr_info("job %s: periodic checkpoint skipped: srun step %s runs\n", co->job,
-			steps_running(co));
-	else if (ret && ret != -ESRCH)
+	if (ret == -EOPNOTSUPP) {
+		char what[200];
+
+		steps_why(co, what, sizeof(what), false);
+		pr_info("job %s: periodic checkpoint skipped: %s\n", co->job, what);
+	} else if (ret && ret != -ESRCH)
 		pr_err("job %s: periodic checkpoint not started: %s\n", co->job, strerror(-ret));
 }
 

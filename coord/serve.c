@@ -2,7 +2,8 @@
  * Requests of crjob.  Only the job's owner and root may send them: anyone
  * else gets -EACCES and a log line.  CHECKPOINT and RESTART are answered
  * when their operation ends (with EVENTs for progress in between); while one
- * runs, another CHECKPOINT, RESTART, REGISTER or SHUTDOWN gets -EBUSY.
+ * runs, another CHECKPOINT, RESTART, REGISTER or SHUTDOWN gets -EBUSY (crjob
+ * register asks again).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -93,9 +94,13 @@ static void status_text(struct coord *co, char *buf, size_t len)
 		off += snprintf(buf + off, len - off, "%s %s", n == 1 ? ": waiting for" : "",
 				co->nodes.v[i]->n->name);
 	}
-	if (steps_running(co) && off < len)
-		snprintf(buf + off, len - off, "; srun step %s runs (%d on nodes): no checkpoint "
-			 "until it ends", steps_running(co), co->nsteps);
+	if (steps_running(co) && off < len) {
+		char what[200];
+
+		steps_why(co, what, sizeof(what), false);
+		snprintf(buf + off, len - off, "; %s (%d on nodes): no checkpoint until it ends",
+			 what, co->nsteps);
+	}
 }
 
 static void do_status(struct coord *co, struct rpc_conn *c, const Crjob__Msg *m)
@@ -152,6 +157,25 @@ static void do_set_interval(struct coord *co, struct rpc_conn *c, const Crjob__M
 	pr_info("job %s: interval %u s, keep %u\n", co->job, co->interval_s, co->keep);
 	state_save_layout(co);
 	do_status(co, c, m);
+}
+
+/*
+ * The job's trees changed under a checkpoint (a tree registered, a step or an
+ * MPI daemon's launch begun): the generation would miss them, or hold a
+ * launcher waiting for a daemon it does not have.  Abort it; the job runs
+ * on, and the registration, refused as busy until then, is asked again.
+ */
+static void register_during_checkpoint(struct coord *co, const Crjob__Msg *m)
+{
+	char why[400];
+
+	if (!co->op || strcmp(co->op->name, "checkpoint") || (!m->n_nodes && !m->n_steps_begun))
+		return;
+	snprintf(why, sizeof(why), "job %s: %s %s during the checkpoint: it would be missing",
+		 co->job, m->n_nodes ? "node" : "step", m->n_nodes ? m->nodes[0]->name :
+		 m->steps_begun[0]);
+	pr_info("%s\n", why);
+	co->op->cancel(co, why);
 }
 
 /* add the nodes, or replace those of the same name */
@@ -220,7 +244,7 @@ static const char *start_error(struct coord *co, int err)
 
 static void do_operation(struct coord *co, struct rpc_conn *c, const Crjob__Msg *m)
 {
-	char why[400] = "";
+	char why[640] = "";
 	int ret;
 
 	co->caller = (struct caller){ .c = c, .id = m->id, .op = m->op };
@@ -228,13 +252,13 @@ static void do_operation(struct coord *co, struct rpc_conn *c, const Crjob__Msg 
 		if (m->has_keep)
 			co->keep = m->keep;
 		ret = ckpt_start(co, m->has_stop && m->stop);
-		if (ret == -EOPNOTSUPP)
-			snprintf(why, sizeof(why), "job %s: can't checkpoint while srun step %s "
-				 "runs: the tasks of an srun step cannot be restored (MPI steps, "
-				 "srun --mpi=pmix or pmi2, can: the plugin runs them with crjob srun "
-				 "given crmpi= and no CRJOB_SRUN=step); the job runs on", co->job,
-				 steps_running(co));
-		else if (ret)
+		if (ret == -EOPNOTSUPP) {
+			char what[400];
+
+			steps_why(co, what, sizeof(what), true);
+			snprintf(why, sizeof(why), "job %s: can't checkpoint while %s; the job "
+				 "runs on", co->job, what);
+		} else if (ret)
 			snprintf(why, sizeof(why), "job %s: can't checkpoint: %s", co->job,
 				 start_error(co, ret));
 	} else {
@@ -295,6 +319,7 @@ void serve_msg(struct rpc_conn *c, const Crjob__Msg *m, const struct rpc_peer *f
 		do_set_interval(co, c, m);
 		break;
 	case CRJOB__OP__REGISTER:
+		register_during_checkpoint(co, m);
 		if (!busy(co, c, m))
 			do_register(co, c, m);
 		break;

@@ -9,8 +9,14 @@
  * through crmpi-rsh is what crjob checkpoints, and MPI steps (srun --mpi=pmix,
  * pmi2) are launched that way by the plugin (crjob srun): only the others,
  * or those of a job with CRJOB_SRUN=step, are srun steps here.
+ *
+ * crmpi-rsh marks the start of an MPI daemon the same way (J.launch-PID@NODE,
+ * ended by the registration of the daemon's tree, in the same message): a
+ * checkpoint taken between the agent's start of the daemon and that
+ * registration would hold mpirun waiting for a daemon that no generation has.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,13 +67,13 @@ int steps_update(struct coord *co, const Crjob__Msg *m)
 	for (i = 0; !ret && i < m->n_steps_ended; i++) {
 		del(co->steps, &co->nsteps, m->steps_ended[i]);
 		ret = add(co->ended, &co->nended, m->steps_ended[i]);
-		pr_info("job %s: srun step %s ended\n", co->job, m->steps_ended[i]);
+		pr_info("job %s: step %s ended\n", co->job, m->steps_ended[i]);
 	}
 	for (i = 0; !ret && i < m->n_steps_begun; i++) {
 		if (find(co->ended, co->nended, m->steps_begun[i]) >= 0)
 			continue;
 		ret = add(co->steps, &co->nsteps, m->steps_begun[i]);
-		pr_info("job %s: srun step %s runs: no checkpoint until it ends\n", co->job,
+		pr_info("job %s: step %s runs: no checkpoint until it ends\n", co->job,
 			m->steps_begun[i]);
 	}
 	return ret;
@@ -76,6 +82,22 @@ int steps_update(struct coord *co, const Crjob__Msg *m)
 const char *steps_running(const struct coord *co)
 {
 	return co->nsteps ? co->steps[0] : NULL;
+}
+
+void steps_why(const struct coord *co, char *buf, size_t len, bool advice)
+{
+	const char *s = steps_running(co);
+
+	if (!s)
+		snprintf(buf, len, "no step runs");
+	else if (strstr(s, ".launch-"))
+		snprintf(buf, len, "an MPI daemon is being started (%s)%s", s,
+			 advice ? ": its tree is not registered yet, try again in a moment" : "");
+	else
+		snprintf(buf, len, "srun step %s runs%s", s,
+			 advice ? ": the tasks of an srun step cannot be restored (MPI steps, "
+			 "srun --mpi=pmix or pmi2, can: the plugin runs them with crjob srun "
+			 "given crmpi= and no CRJOB_SRUN=step)" : "");
 }
 
 void steps_free(struct coord *co)

@@ -3,11 +3,23 @@
  *                      [--step-begun J.S@NODE]... [--step-ended J.S@NODE]...
  * Add or replace nodes; tell the coordinator that srun steps began or ended
  * (the SPANK plugin: no checkpoint while one runs, coord/steps.c).
+ *
+ * While a checkpoint or a restart runs the coordinator takes no registration
+ * (-EBUSY; a checkpoint that new trees or steps would make incomplete is
+ * aborted): asked again until it is taken, for up to REGISTER_BUSY_WAIT_S.
+ * Those who register are not frozen (slurmstepd, a daemon's new tree), so a
+ * registration lost here would be a tree or step that no checkpoint knows.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "crjob.h"
+
+#define REGISTER_BUSY_WAIT_S	120
+#define REGISTER_BUSY_POLL_US	200000
 
 int cmd_register(struct cli *cli, int argc, char **argv)
 {
@@ -41,7 +53,18 @@ int cmd_register(struct cli *cli, int argc, char **argv)
 	req.n_steps_begun = args[1].nmulti;
 	req.steps_ended = (char **)ended;
 	req.n_steps_ended = args[2].nmulti;
-	ret = cli_call(cli, &req, CALL_TIMEOUT_MS, false, &rep);
+	cli->quiet_busy = true;
+	for (i = 0; ; i++) {
+		ret = cli_call(cli, &req, CALL_TIMEOUT_MS, false, &rep);
+		if (ret != EX_FAILED || cli->error != -EBUSY)
+			break;
+		if ((long)i * REGISTER_BUSY_POLL_US >= REGISTER_BUSY_WAIT_S * 1000000L) {
+			fprintf(stderr, "crjob: job %s: the coordinator stayed busy for %d s: "
+				"not registered\n", cli->job, REGISTER_BUSY_WAIT_S);
+			break;
+		}
+		usleep(REGISTER_BUSY_POLL_US);
+	}
 	if (!ret) {
 		if (rep->status)
 			print_status(cli, rep->status, "registered");

@@ -26,6 +26,8 @@ struct cli {
 	const char *coord;	/* --coord HOST:PORT, else STORE/coord/JOBID */
 	const char *munge_socket;
 	bool json;
+	bool quiet_busy;	/* a -EBUSY reply is not reported (the caller retries) */
+	int error;		/* the coordinator's or agent's error of the last failed call */
 	const char *job;
 	char coord_buf[300];
 	char store_buf[4096];

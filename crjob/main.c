@@ -106,10 +106,13 @@ void cli_request(Crjob__Msg *m, Crjob__Op op, const char *job)
 	m->job = (char *)job;
 }
 
-static int error_exit(const struct cli *cli, const Crjob__Msg *rep)
+static int error_exit(struct cli *cli, const Crjob__Msg *rep)
 {
 	const char *msg = rep->message && rep->message[0] ? rep->message : strerror(-rep->error);
 
+	cli->error = rep->error;
+	if (cli->quiet_busy && rep->error == -EBUSY)
+		return EX_FAILED;
 	if (cli->json) {
 		printf("{\"job\": ");
 		json_str(stdout, cli->job);

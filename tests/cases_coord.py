@@ -417,7 +417,55 @@ def cli_usage(env):
     _cluster(env, body)
 
 
+def launch_marked(env):
+    """an MPI daemon's launch (crmpi-rsh: --step-begun J.launch-PID@NODE) keeps
+    checkpoints off, with that reason, until the registration of the daemon's tree ends
+    it in the same message; a launch or a tree registered while a checkpoint runs aborts
+    that checkpoint (no generation without a tree of the job), and the next one works"""
+    def body(c):
+        ports = c.fake_agents(2)
+        slow = c.fake_agents(1, "--delay-ms", "1500", "--delay-at", "dump")
+        c.start_coord(*c.node_args(ports))
+        launch = f"{c.job}.launch-77@n2"
+        r = c.crjob("register", c.job, "--step-begun", launch)
+        assert r.returncode == 0, f"register --step-begun: {r.stderr}"
+        r = c.crjob("checkpoint", c.job)
+        assert r.returncode == 1 and "MPI daemon is being started" in r.stderr and \
+            launch in r.stderr, f"checkpoint during a launch: {r.returncode}: {r.stderr}"
+        r = c.crjob("status", c.job)
+        assert launch in r.stdout, f"status does not name the launch: {r.stdout}"
+        assert c.gens() == [], c.gens()
+        r = c.crjob("register", c.job, "--node", c.spec(2, slow[0], [1002]),
+                    "--step-ended", launch)
+        assert r.returncode == 0, f"register --node --step-ended: {r.stderr}"
+        # a checkpoint in its DUMP (the slow agent), then another launch begins
+        pid, out = c.crjob_bg("checkpoint", c.job)
+        deadline = time.time() + 10
+        while len([1 for _, o in _ops(c) if o == "dump"]) < 3:
+            assert time.time() < deadline, f"no DUMP: {_ops(c)}"
+            time.sleep(0.01)
+        # refused as busy, asked again by crjob register until the abort is over
+        r = c.crjob("register", c.job, "--step-begun", f"{c.job}.launch-78@n3")
+        assert r.returncode == 0 and not r.stderr, \
+            f"register --step-begun during a checkpoint: {r.returncode}: {r.stderr}"
+        code = c.procs.wait(pid, 30)
+        with open(out) as f:
+            text = f.read()
+        assert code == 1 and f"{c.job}.launch-78@n3 during the checkpoint" in text, \
+            f"checkpoint not aborted by the launch: {code}: {text}"
+        assert c.gens() == [] and c.store_ls() == [], c.gens()
+        for p in ports + slow:
+            assert (p, "abort") in _ops(c, p), _ops(c)
+        r = c.crjob("register", c.job, "--node", c.spec(3, ports[0], [1003]),
+                    "--step-ended", f"{c.job}.launch-78@n3")
+        r = c.crjob("checkpoint", c.job)
+        assert r.returncode == 0 and "generation 1 committed" in r.stdout, \
+            f"checkpoint after the launches: {r.returncode}: {r.stderr}"
+    _cluster(env, body)
+
+
 CASES = [("checkpoint-4-agents", checkpoint_four),
+         ("launch-marked", launch_marked),
          ("failing-agent", failing_agent),
          ("hung-agent-deadline", hung_agent),
          ("silent-agent-dump", silent_agent_dump),
