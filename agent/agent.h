@@ -82,6 +82,8 @@ int tree_pids(pid_t root, pid_t **out, int *n);
  */
 int slurm_adopt(const struct agent *a, const char *job, uid_t uid, const pid_t *pids, int n,
 		char *why, size_t size);
+/* the trees of jobs that ended on this node (their extern step is gone) killed */
+void slurm_reap(struct agent *a);
 
 /* ------------------------------------------------------------------ spawn.c */
 /* SPAWN: start a program for the caller in its Slurm job's extern step here */
@@ -188,6 +190,14 @@ struct job {
 	struct agent *a;
 };
 
+/* a job whose extern step is gone on this node: since when (slurm-cg.c) */
+struct reap_wait {
+	struct reap_wait *next;
+	char dir[4096 + 400];
+	double since;
+	bool seen;
+};
+
 /* ------------------------------------------------------------------ main.c */
 struct agent {
 	struct agent_conf conf;
@@ -200,6 +210,8 @@ struct agent {
 	char self[4096];	/* this executable: the hook crd runs */
 	char crd[4096];
 	int active;		/* crd dumps/restores working now (max_parallel) */
+	struct event *reaper;	/* slurm_reap() every second */
+	struct reap_wait *reap;	/* jobs that ended here, whose trees slurm_reap() kills */
 	bool exiting;
 };
 

@@ -128,6 +128,14 @@ static int write_pidfile(const char *path)
 	return 0;
 }
 
+/* the trees of jobs that ended on this node go with them (slurm-cg.c) */
+static const struct timeval reap_every = { 1, 0 };
+
+static void reap_tick(evutil_socket_t fd, short what, void *arg)
+{
+	slurm_reap(arg);
+}
+
 static int setup(struct agent *a)
 {
 	char host[256], *dot;
@@ -168,12 +176,24 @@ static int setup(struct agent *a)
 		return ret;
 	if (a->conf.pidfile && write_pidfile(a->conf.pidfile))
 		return -EIO;
+	a->reaper = event_new(a->base, -1, EV_PERSIST, reap_tick, a);
+	if (!a->reaper || event_add(a->reaper, &reap_every))
+		return -ENOMEM;
 	return 0;
 }
 
 static void teardown(struct agent *a)
 {
 	struct job *j;
+
+	if (a->reaper)
+		event_free(a->reaper);
+	while (a->reap) {
+		struct reap_wait *w = a->reap;
+
+		a->reap = w->next;
+		free(w);
+	}
 
 	while ((j = a->jobs)) {
 		a->jobs = j->next;

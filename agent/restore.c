@@ -114,7 +114,7 @@ static void adopt_tree(struct job *j, struct tree *t)
 	ret = slurm_adopt(j->a, j->id, j->owner, pids, n, why, sizeof(why));
 	free(pids);
 	if (!ret)
-		alog("job %s: tree %d (%d processes) joined the job's extern step\n", j->id,
+		alog("job %s: tree %d (%d processes) joined the job's cgroup\n", j->id,
 		     t->pid, n);
 	else
 		alog("job %s: tree %d stays outside Slurm's cgroups: %s\n", j->id, t->pid, why);

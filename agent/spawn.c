@@ -8,7 +8,8 @@
  *   name the owner, a user only himself;
  * - allowed only on a node of the caller's Slurm job: the job's extern step
  *   (PrologFlags=Contain) must exist here for that uid, and the daemon is put
- *   into it before it runs, so that Slurm signals and ends it with the job;
+ *   into the job's cgroup before it runs (slurm-cg.c), so that it ends with
+ *   the job;
  * - detached from its launcher (a session of its own, the agent's child): its
  *   tree is a tree of this node, which crd checkpoints and restores here.
  *

@@ -1,8 +1,11 @@
 """Every tree of a crjob job is a process of its Slurm job, as pam_slurm_adopt
 makes an ssh session one: the node agents put the trees they restore into the
-job's extern step on each node, so that `scancel` ends a resumed job; and
+job's cgroup on each node (job_J/crjob, beside the extern step: Slurm's SIGTERM
+to the steps does not reach them before the checkpoint it asks for), and kill
+them when the job has ended there, so that `scancel` ends a resumed job; and
 crmpi-rsh can have the agents start mpirun's remote daemons there (`crjob
 spawn`), for the job's owner on the job's nodes only."""
+import glob
 import os
 import re
 import sys
@@ -60,6 +63,8 @@ def _expand(nodelist):
     return names
 
 
+CG_OURS = "crjob"   # agent/slurm-cg.c
+
 # long enough to be cancelled while it runs after its restart (it prints every ITERS/10)
 ITERS = 1500
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
@@ -67,11 +72,13 @@ TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
 
 def agents_requeue_cancel(env):
     """mpirun with crmpi-rsh in agent mode (CRMPI_VIA=agent): the orted of the 2nd and
-    3rd node are started by those nodes' agents inside the job's extern step there, and
-    `crjob spawn` is refused for another user and on a node not in the job.  Checkpoint,
-    requeue onto 3 other nodes: the restored ranks on every new node are in the job's
-    extern step (their /proc/PID/cgroup says so); `scancel` then ends every one of them,
-    as it ends a job that was never restarted"""
+    3rd node are started by those nodes' agents inside the job's cgroup there (job_J/
+    crjob), and `crjob spawn` is refused for another user and on a node not in the job.
+    Checkpoint, requeue onto 3 other nodes: Slurm's SIGTERM kills no orted before the
+    checkpoint it makes crjob batch take (generation 2 is committed), the job resumes
+    from it, and the restored ranks on every new node are in the job's cgroup (their
+    /proc/PID/cgroup says so); `scancel` then ends every one of them, as it ends a job
+    that was never restarted, and their cgroups go with the job"""
     cj = _crjob_cases()
     cj._need_crjob(env)
     s = cj._slurm()
@@ -92,8 +99,8 @@ def agents_requeue_cancel(env):
         nodes = _expand(first)
         orted = _procs(c, "orted", nodes[1:])
         assert len(orted) == s.NODES - 1, f"orted on {nodes[1:]}: {sorted(orted)}"
-        outside = [p for p, cg in orted.items() if f"/job_{jobid}/step_extern" not in cg]
-        assert not outside, f"orted outside job {jobid}'s extern step: " + \
+        outside = [p for p, cg in orted.items() if f"/job_{jobid}/{CG_OURS}" not in cg]
+        assert not outside, f"orted outside job {jobid}'s cgroup: " + \
             "; ".join(f"{p}: {orted[p].strip()}" for p in outside)
         spare = [n for n in c.state["nodes"] if n["name"] not in nodes][0]
         node2 = [n for n in c.state["nodes"] if n["name"] == nodes[1]][0]
@@ -112,17 +119,21 @@ def agents_requeue_cancel(env):
             j = c.job(jobid)
             new = _expand(j["NodeList"]) if j["JobState"] == "RUNNING" else []
             ranks = _procs(c, app, new) if j.get("Restarts") == "1" else {}
-            if len(ranks) == s.NODES * s.PPN:
+            # restored ranks stay frozen in the agent's cgroup until RESUME moves them
+            outside = [p for p, cg in ranks.items()
+                       if f"/job_{jobid}/{CG_OURS}" not in cg]
+            if len(ranks) == s.NODES * s.PPN and not outside:
                 break
             assert time.time() < deadline and j["JobState"] not in TERMINAL, \
                 f"job {jobid} did not resume ({j['JobState']}, on {new}, " \
-                f"{len(ranks)} ranks): {s._read(out)[-2000:]}"
+                f"{len(ranks)} ranks) or restored ranks are outside job {jobid}'s " \
+                "cgroup: " + "; ".join(f"{p}: {ranks[p].strip()}" for p in outside) + \
+                f": {s._read(out)[-2000:]}"
             time.sleep(0.5)
         assert not set(new) & set(nodes), f"resumed on {new} after {first}"
-        outside = [p for p, cg in ranks.items()
-                   if f"/job_{jobid}/step_extern" not in cg]
-        assert not outside, f"restored ranks outside job {jobid}'s extern step: " + \
-            "; ".join(f"{p}: {ranks[p].strip()}" for p in outside)
+        text = s._read(out)
+        assert re.search(rf"^job {jobid}: generation 2 committed \(job stopped\)", text, re.M), \
+            f"no checkpoint at the requeue's SIGTERM: {text[-3000:]}"
         code, text = c.cmd("scancel", jobid)
         assert code == 0, f"scancel: {text}"
         c.wait_job(jobid, lambda j: j["JobState"] == "CANCELLED", "cancelled", 60)
@@ -131,7 +142,15 @@ def agents_requeue_cancel(env):
             time.sleep(0.5)
         left = _procs(c, app, new)
         assert not left, f"ranks of cancelled job {jobid} still run: {sorted(left)}"
+        # the agents remove job_J/crjob (and job_J) once the job has ended there
+        dirs = [d for n in new for d in glob.glob(
+            f"/sys/fs/cgroup/*/slurm_{n}/uid_*/job_{jobid}/{CG_OURS}")]
+        deadline = time.time() + 60     # REAP_GRACE_S 30 first
+        while [d for d in dirs if os.path.exists(d)] and time.time() < deadline:
+            time.sleep(0.5)
+        assert not [d for d in dirs if os.path.exists(d)], f"left behind: {dirs}"
     finally:
+        caseload.load("cases_slurm_mpich")._keep_logs(c, "adopt")
         c.down()
 
 
