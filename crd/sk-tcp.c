@@ -93,26 +93,26 @@ int tcp_probe(pid_t pid, int fd)
 #define SK_SNDBUF_LOCK		1
 #define SK_RCVBUF_LOCK		2
 
-/* the buffers' sizes, and which of them the program fixed (the kernel sizes the others) */
-static void dump_bufs(int sk, Crd__TcpSkEntry *e)
+/* an int socket option into *out: whether it could be read (the image's has_ field) */
+static protobuf_c_boolean opt_u32(int sk, int level, int opt, uint32_t *out)
 {
 	socklen_t l = sizeof(int);
 	int v;
 
-	if (!getsockopt(sk, SOL_SOCKET, SO_SNDBUF, &v, &l)) {
-		e->has_sndbuf = true;
-		e->sndbuf = v;
-	}
-	l = sizeof(v);
-	if (!getsockopt(sk, SOL_SOCKET, SO_RCVBUF, &v, &l)) {
-		e->has_rcvbuf = true;
-		e->rcvbuf = v;
-	}
-	l = sizeof(v);
-	if (!getsockopt(sk, SOL_SOCKET, SO_BUF_LOCK, &v, &l)) {
-		e->has_buf_lock = true;
-		e->buf_lock = v;
-	}
+	if (getsockopt(sk, level, opt, &v, &l))
+		return false;
+	*out = v;
+	return true;
+}
+
+static protobuf_c_boolean opt_bool(int sk, int level, int opt, protobuf_c_boolean *out)
+{
+	uint32_t v;
+
+	if (!opt_u32(sk, level, opt, &v))
+		return false;
+	*out = v != 0;
+	return true;
 }
 
 int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_t ino,
@@ -121,7 +121,7 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 	struct sockaddr_storage ss;
 	struct tcp_info ti;
 	socklen_t l = sizeof(ti);
-	int sk, val, ret;
+	int sk, ret;
 
 	sk = task_fd_dup(pid, fd);
 	if (sk < 0) {
@@ -151,27 +151,15 @@ int tcp_collect(struct tcp_table *t, struct arena *a, pid_t pid, int fd, uint64_
 	ret = inet_save_addr(a, &e->src_addr, &e->src_port, &ss);
 	if (ret)
 		goto err;
-	l = sizeof(val);
-	if (!getsockopt(sk, SOL_SOCKET, SO_REUSEADDR, &val, &l)) {
-		e->has_reuseaddr = true;
-		e->reuseaddr = val;
-	}
-	l = sizeof(val);
-	if (!getsockopt(sk, SOL_TCP, TCP_NODELAY, &val, &l)) {
-		e->has_nodelay = true;
-		e->nodelay = val;
-	}
-	l = sizeof(val);
-	if (!getsockopt(sk, SOL_SOCKET, SO_KEEPALIVE, &val, &l)) {
-		e->has_keepalive = true;
-		e->keepalive = val;
-	}
-	dump_bufs(sk, e);
-	l = sizeof(val);
-	if (e->family == AF_INET6 && !getsockopt(sk, IPPROTO_IPV6, IPV6_V6ONLY, &val, &l)) {
-		e->has_v6only = true;
-		e->v6only = val;
-	}
+	e->has_reuseaddr = opt_bool(sk, SOL_SOCKET, SO_REUSEADDR, &e->reuseaddr);
+	e->has_nodelay = opt_bool(sk, SOL_TCP, TCP_NODELAY, &e->nodelay);
+	e->has_keepalive = opt_bool(sk, SOL_SOCKET, SO_KEEPALIVE, &e->keepalive);
+	/* the buffers' sizes, and which of them the program fixed (the kernel sizes the others) */
+	e->has_sndbuf = opt_u32(sk, SOL_SOCKET, SO_SNDBUF, &e->sndbuf);
+	e->has_rcvbuf = opt_u32(sk, SOL_SOCKET, SO_RCVBUF, &e->rcvbuf);
+	e->has_buf_lock = opt_u32(sk, SOL_SOCKET, SO_BUF_LOCK, &e->buf_lock);
+	if (e->family == AF_INET6)
+		e->has_v6only = opt_bool(sk, IPPROTO_IPV6, IPV6_V6ONLY, &e->v6only);
 	if (e->state == TCPF_LISTEN) {
 		close(sk);
 		return 0;
