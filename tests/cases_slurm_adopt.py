@@ -112,7 +112,7 @@ def agents_requeue_cancel(env):
         code, text = cj._crjob(c, "checkpoint", jobid)
         assert code == 0 and "generation 1 committed" in text, \
             f"crjob checkpoint failed ({code}): {text}"
-        _requeue_elsewhere(c, jobid, first)
+        cj._requeue_elsewhere(c, jobid, first)
         # resumed: running again, on other nodes, with every rank restored there
         deadline = time.time() + 240
         while True:
@@ -152,14 +152,6 @@ def agents_requeue_cancel(env):
     finally:
         caseload.load("cases_slurm_mpich")._keep_logs(c, "adopt")
         c.down()
-
-
-def _requeue_elsewhere(c, jobid, first):
-    """requeue held, exclude the nodes it ran on, release"""
-    for argv in (("requeuehold", jobid), ("update", f"JobId={jobid}",
-                                           f"ExcNodeList={first}"), ("release", jobid)):
-        code, text = c.cmd("scontrol", *argv)
-        assert code == 0, f"scontrol {' '.join(argv)}: {text}"
 
 
 CASES = [("agents-requeue-cancel", agents_requeue_cancel)]

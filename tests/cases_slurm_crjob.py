@@ -87,6 +87,14 @@ def _crjob_env(c):
             "CRJOB_MUNGE_SOCKET": os.path.join(c.dir, "munge", "munge.socket.2")}
 
 
+def _requeue_elsewhere(c, jobid, first):
+    """requeue the job held, exclude the nodes it ran on (first), release it"""
+    for argv in (("requeuehold", jobid), ("update", f"JobId={jobid}",
+                                           f"ExcNodeList={first}"), ("release", jobid)):
+        code, text = c.cmd("scontrol", *argv)
+        assert code == 0, f"scontrol {' '.join(argv)}: {text}"
+
+
 def _wait_registered(c, jobid, nodes, timeout=30):
     """until the coordinator knows a tree on every node (plugin, crmpi-rsh)"""
     deadline = time.time() + timeout
@@ -158,11 +166,7 @@ def requeue_resumes_elsewhere(env):
         first = c.job(jobid)["NodeList"]
         code, text = _crjob(c, "checkpoint", jobid)
         assert code == 0, f"crjob checkpoint failed ({code}): {text}"
-        # requeued held, so that the old nodes can be excluded before it runs again
-        for argv in (("requeuehold", jobid), ("update", f"JobId={jobid}",
-                                               f"ExcNodeList={first}"), ("release", jobid)):
-            code, text = c.cmd("scontrol", *argv)
-            assert code == 0, f"scontrol {' '.join(argv)}: {text}"
+        _requeue_elsewhere(c, jobid, first)
         j = c.wait_done(jobid, 240)
         text = s._read(out)
         assert j["Restarts"] == "1" and j["NodeList"] != first, \

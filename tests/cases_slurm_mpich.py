@@ -166,11 +166,7 @@ def requeue_resumes_elsewhere(env):
             f"crjob checkpoint failed ({code}): {text}"
         at = k._iterations(s._read(out))[-1]
         before = c.veth_rx()
-        # requeued held, so that the old nodes can be excluded before it runs again
-        for argv in (("requeuehold", jobid), ("update", f"JobId={jobid}",
-                                               f"ExcNodeList={first}"), ("release", jobid)):
-            code, text = c.cmd("scontrol", *argv)
-            assert code == 0, f"scontrol {' '.join(argv)}: {text}"
+        k._requeue_elsewhere(c, jobid, first)
         # the resumed job is checkpointed again, on its new nodes
         deadline = time.time() + 180
         while True:

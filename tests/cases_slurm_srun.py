@@ -149,10 +149,7 @@ def _steered_requeue(env, mpi):
             f"generation 1 holds trees of {writers}, want one of each of {old}: {r.out}"
         # the job goes on after the checkpoint
         cj._wait_iteration(c, jobid, out, at + 3)
-        for argv in (("requeuehold", jobid), ("update", f"JobId={jobid}",
-                                               f"ExcNodeList={first}"), ("release", jobid)):
-            code, text = c.cmd("scontrol", *argv)
-            assert code == 0, f"scontrol {' '.join(argv)}: {text}"
+        cj._requeue_elsewhere(c, jobid, first)
         j = c.wait_done(jobid, 300)
         text = s._read(out)
         assert j["JobState"] == "COMPLETED", f"job {j['JobState']}: {text[-3000:]}"
