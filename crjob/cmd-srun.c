@@ -13,7 +13,8 @@
  *
  *   --mpi=pmix*  Open MPI:  mpirun --host N1:K1,... -np N --bind-to none
  *                           -x VAR... PROGRAM ARGS
- *   --mpi=pmi2   MPICH:     mpiexec.hydra -hosts N1:K1,... -n N PROGRAM ARGS
+ *   --mpi=pmi2   MPICH:     mpiexec.hydra [-iface IF] -hosts N1:K1,... -n N
+ *                           PROGRAM ARGS   (IF: the plugin's iface=)
  *
  * both with crmpi-rsh as their remote-start agent: the daemons (orted,
  * hydra_pmi_proxy) are started by the node agents inside the job's extern
@@ -37,8 +38,6 @@
  * fit the allocation (srun says why).
  */
 #include <errno.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,26 +214,6 @@ static char *hosts_arg(const struct layout *l)
 	return s;
 }
 
-/* the interface of this node's first up, non-loopback IPv4 address */
-static int node_iface(char *buf, size_t len)
-{
-	struct ifaddrs *ifa, *i;
-	int ret = -ENOENT;
-
-	if (getifaddrs(&ifa))
-		return -errno;
-	for (i = ifa; i; i = i->ifa_next) {
-		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
-		    (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP))
-			continue;
-		snprintf(buf, len, "%s", i->ifa_name);
-		ret = 0;
-		break;
-	}
-	freeifaddrs(ifa);
-	return ret;
-}
-
 /* what srun exports and mpirun does not: all but Slurm's, PMI's and Open MPI's own */
 static bool forwarded(const char *var)
 {
@@ -346,7 +325,7 @@ int cmd_srun(struct cli *cli, int argc, char **argv)
 	static struct layout l;
 	static char names[SRUN_MAX_NODES][256];
 	static struct argv_buf b;
-	char **srun, np[32], ifbuf[IF_NAMESIZE], *hosts;
+	char **srun, np[32], *hosts;
 	enum srun_mpi kind;
 	int ret, i;
 
@@ -384,8 +363,6 @@ int cmd_srun(struct cli *cli, int argc, char **argv)
 		if (ompi_argv(&b, mpirun ? mpirun : "mpirun.openmpi", rsh, hosts, np))
 			return as_srun(srun, dry);
 	} else {
-		if (!iface && !node_iface(ifbuf, sizeof(ifbuf)))
-			iface = ifbuf;
 		hydra_argv(&b, mpiexec ? mpiexec : "mpiexec.hydra", rsh, iface, hosts, np);
 	}
 	for (i = 0; step.prog[i]; i++)

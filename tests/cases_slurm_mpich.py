@@ -58,7 +58,8 @@ def _crmpi_cluster(env, nodes):
     s = _slurm()
     hosts = os.path.join(env.tmpdir, "work", "crmpi-hosts")
     c = s.Cluster(env, nodes=nodes, up_args=("--spank-arg", f"crmpi={_rsh(env)}",
-                                             "--spank-arg", f"crmpi_hosts={hosts}"))
+                                             "--spank-arg", f"crmpi_hosts={hosts}",
+                                             "--spank-arg", "iface=eth0"))
     _crjob_cases()._hosts_file(c)   # c.work is env.tmpdir/work
     return c
 
