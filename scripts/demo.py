@@ -119,7 +119,7 @@ mpirun.openmpi --allow-run-as-root -np 6 --map-by ppr:2:node {app} {ITERS} {SLEE
         for argv in (["requeuehold", jobid], ["update", f"JobId={jobid}", f"ExcNodeList={first}"],
                      ["release", jobid]):
             sh(["scontrol"] + argv, env)
-        print("   (Slurm lets a requeued job wait for its old credential to expire: 30 s here)")
+        print("   (Slurm lets a requeued job wait for its old credential to expire: 12 s here)")
         print("== computing the result of an uninterrupted run, for comparison")
         want = reference(app, work)
         wait_for("the job to end", lambda: job_field(env, jobid, "JobState") in (
