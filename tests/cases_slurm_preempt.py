@@ -22,8 +22,8 @@ def _crj():
 
 MIB = 1 << 20
 # the preempted job: about 20 s of work, 1 MiB between nodes each iteration
-# (a restored job runs slower than before its checkpoint: see the report of
-# tests/cases_slurm_preempt in docs/slurm.md)
+# (kept short since restored jobs ran several times slower, until crd stopped
+# fixing the size of restored sockets' buffers: docs/slurm.md)
 ITERS = 80
 SLEEP_MS = 250
 BIG = MIB
